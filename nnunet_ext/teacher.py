@@ -1,0 +1,44 @@
+"""Exponential-moving-average teacher (Tarvainen & Valpola, "Mean teachers are better role models", 2017).
+
+After every optimizer step ``θ_t ← α θ_t + (1 − α) θ_s`` with ``α = min(1 − 1/(step + 1), decay)``, where
+``step`` counts the optimizer steps done before this update (spec §1.2): the first update copies the
+student, α reaches ``decay`` after ``1/(1 − decay) − 1`` steps. Unlike the original code we average the
+floating-point buffers too and copy the integer ones, so a teacher with running statistics stays consistent.
+"""
+from typing import Dict
+
+import torch
+from torch import nn
+
+
+class EMATeacher:
+    """Holds the teacher network, a gradient-free copy of the student architecture."""
+
+    def __init__(self, teacher_network: nn.Module, student_network: nn.Module, decay: float = 0.99) -> None:
+        self.network = teacher_network
+        self.decay = decay
+        self.network.load_state_dict(student_network.state_dict())
+        for p in self.network.parameters():
+            p.requires_grad_(False)
+
+    def alpha(self, step: int) -> float:
+        """The averaging weight of the teacher for the update after ``step`` earlier optimizer steps."""
+        return min(1.0 - 1.0 / (step + 1), self.decay)
+
+    @torch.no_grad()
+    def update(self, student_network: nn.Module, step: int) -> None:
+        """One EMA update from the student's current parameters and buffers."""
+        alpha = self.alpha(step)
+        for t, s in zip(self.network.parameters(), student_network.parameters()):
+            t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
+        for t, s in zip(self.network.buffers(), student_network.buffers()):
+            if t.dtype.is_floating_point:
+                t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
+            else:
+                t.copy_(s)
+
+    def state_dict(self) -> Dict[str, torch.Tensor]:
+        return self.network.state_dict()
+
+    def load_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        self.network.load_state_dict(state)
