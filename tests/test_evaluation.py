@@ -1,0 +1,350 @@
+"""Tests of ``nnunet_ext.evaluation``: metrics against hand-computed values and an independent brute-force
+computation (all pairwise surface distances), the empty-mask rule, the folder evaluation and its JSON, and the
+``nnunet_ext evaluate`` command end to end."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from PIL import Image
+from scipy import ndimage
+from scipy.spatial.distance import cdist
+
+from nnunet_ext import evaluation
+from nnunet_ext.cli import main
+from nnunet_ext.evaluation import EMPTY_MASK_RULE, binary_metrics, evaluate_folders, surface_distances
+
+
+def write_nifti(path: Path, array: np.ndarray, spacing_zyx=(1.0, 1.0, 1.0)) -> None:
+    """Write ``array`` (numpy z, y, x order) with ``spacing_zyx`` in the same order."""
+    image = sitk.GetImageFromArray(array.astype(np.uint8))
+    image.SetSpacing(tuple(float(s) for s in reversed(spacing_zyx)))
+    sitk.WriteImage(image, str(path))
+
+
+def brute_force_surface(mask: np.ndarray) -> np.ndarray:
+    """Surface voxels written out: in the mask with at least one face neighbour outside it (or off the image)."""
+    padded = np.pad(mask, 1, constant_values=False)
+    inner = tuple(slice(1, -1) for _ in range(mask.ndim))
+    all_neighbours_inside = np.ones_like(mask)
+    for axis in range(mask.ndim):
+        for shift in (-1, 1):
+            all_neighbours_inside &= np.roll(padded, shift, axis=axis)[inner]
+    return mask & ~all_neighbours_inside
+
+
+def brute_force_metrics(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
+    """Every metric from all pairwise distances between the surface voxels' coordinates scaled by spacing."""
+    pred_points = np.argwhere(brute_force_surface(pred)) * np.asarray(spacing)
+    ref_points = np.argwhere(brute_force_surface(ref)) * np.asarray(spacing)
+    pairwise = cdist(pred_points, ref_points)
+    pred_to_ref, ref_to_pred = pairwise.min(axis=1), pairwise.min(axis=0)
+    intersection = np.count_nonzero(pred & ref)
+    return {"Dice": 2 * intersection / (pred.sum() + ref.sum()),
+            "Jaccard": intersection / np.count_nonzero(pred | ref),
+            "HD95": np.percentile(np.concatenate([pred_to_ref, ref_to_pred]), 95),
+            "ASD": pred_to_ref.mean(), "ASSD": (pred_to_ref.mean() + ref_to_pred.mean()) / 2,
+            "pred_to_ref": pred_to_ref, "ref_to_pred": ref_to_pred}
+
+
+def random_blob(rng: np.random.Generator, shape, threshold: float = 0.15) -> np.ndarray:
+    mask = ndimage.gaussian_filter(rng.normal(size=shape), sigma=1.5) > threshold
+    assert mask.any()
+    return mask
+
+
+def cube(shape, start, size) -> np.ndarray:
+    mask = np.zeros(shape, dtype=bool)
+    mask[tuple(slice(s, s + size) for s in start)] = True
+    return mask
+
+
+def assert_metrics_close(got: dict, expected: dict) -> None:
+    for name in ("Dice", "Jaccard", "HD95", "ASD", "ASSD"):
+        assert got[name] == pytest.approx(expected[name], rel=1e-9, abs=1e-12), name
+
+
+# ---------------------------------------------------------------- metrics by hand
+
+def test_disjoint_cubes_by_hand():
+    """3×3×3 cubes 5 voxels apart along axis 0. Each cube's surface is its 26 voxels without the centre; the
+    nearest partner of a voxel lies straight across on the facing side, 3, 4 or 5 voxels away (9, 8 and 9
+    surface voxels), so ASD = (9·3 + 8·4 + 9·5)/26 = 4 voxels, HD95 = 5 voxels, both scaled by axis 0's spacing."""
+    spacing = (2.5, 0.7, 1.1)
+    ref = cube((11, 5, 5), (1, 1, 1), 3)
+    pred = cube((11, 5, 5), (6, 1, 1), 3)
+    metrics = binary_metrics(pred, ref, spacing)
+    assert metrics["Dice"] == 0 and metrics["Jaccard"] == 0
+    assert metrics["HD95"] == pytest.approx(5 * 2.5)
+    assert metrics["ASD"] == pytest.approx(4 * 2.5)
+    assert metrics["ASSD"] == pytest.approx(4 * 2.5)
+    assert (metrics["n_pred"], metrics["n_ref"]) == (27, 27)
+    expected = np.sort([3 * 2.5] * 9 + [4 * 2.5] * 8 + [5 * 2.5] * 9)
+    for distances in surface_distances(pred, ref, spacing):
+        np.testing.assert_allclose(np.sort(distances), expected)
+
+
+def test_overlapping_cubes_overlap_by_hand():
+    """4×4×4 cubes shifted by 2 voxels: 32 shared voxels, so Dice = 64/128 and Jaccard = 32/96."""
+    ref = cube((10, 8, 8), (2, 2, 2), 4)
+    pred = cube((10, 8, 8), (4, 2, 2), 4)
+    metrics = binary_metrics(pred, ref, (1.0, 1.0, 1.0))
+    assert metrics["Dice"] == pytest.approx(0.5)
+    assert metrics["Jaccard"] == pytest.approx(1 / 3)
+    assert metrics["HD95"] == pytest.approx(2.0)
+
+
+def test_single_voxels_anisotropic_by_hand():
+    """Two single voxels 3 rows and 4 columns apart: 5 voxels, or √(6² + 2²) mm with spacing (2, 0.5)."""
+    ref = np.zeros((8, 8), dtype=bool)
+    pred = np.zeros((8, 8), dtype=bool)
+    ref[1, 1] = pred[4, 5] = True
+    for spacing, distance in (((1.0, 1.0), 5.0), ((2.0, 0.5), math.sqrt(40))):
+        metrics = binary_metrics(pred, ref, spacing)
+        assert metrics["HD95"] == metrics["ASD"] == metrics["ASSD"] == pytest.approx(distance)
+
+
+def test_identical_masks():
+    mask = cube((6, 7, 8), (1, 2, 3), 3)
+    metrics = binary_metrics(mask, mask, (0.5, 1.0, 3.0))
+    assert metrics == {"Dice": 1.0, "Jaccard": 1.0, "HD95": 0.0, "ASD": 0.0, "ASSD": 0.0, "n_pred": 27, "n_ref": 27}
+
+
+def test_asd_is_directional():
+    """ASD runs from the prediction's surface to the reference's: a prediction inside a larger reference is
+    close to the reference surface only on its own side."""
+    ref = cube((12, 12), (0, 0), 9)
+    pred = cube((12, 12), (0, 0), 3)
+    forward, backward = binary_metrics(pred, ref), binary_metrics(ref, pred)
+    assert forward["ASD"] != pytest.approx(backward["ASD"])
+    assert forward["ASSD"] == pytest.approx(backward["ASSD"])
+    assert forward["ASSD"] == pytest.approx((forward["ASD"] + backward["ASD"]) / 2)
+
+
+# ---------------------------------------------------------------- metrics against brute force
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shape,spacing", [((23, 31), (0.6, 2.3)), ((9, 17, 13), (3.0, 0.45, 1.2))])
+def test_random_blobs_match_brute_force(seed, shape, spacing):
+    rng = np.random.default_rng(seed)
+    pred, ref = random_blob(rng, shape), random_blob(rng, shape)
+    expected = brute_force_metrics(pred, ref, spacing)
+    assert_metrics_close(binary_metrics(pred, ref, spacing), expected)
+    pred_to_ref, ref_to_pred = surface_distances(pred, ref, spacing)
+    np.testing.assert_allclose(np.sort(pred_to_ref), np.sort(expected["pred_to_ref"]), rtol=1e-12)
+    np.testing.assert_allclose(np.sort(ref_to_pred), np.sort(expected["ref_to_pred"]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("corner", [(0, 0, 0), (50, 44, 20), (20, 10, 8)])
+def test_small_objects_in_large_volume_match_brute_force(corner):
+    """The crop to the union bounding box changes nothing, also for objects touching the image border."""
+    rng = np.random.default_rng(7)
+    shape = (60, 54, 30)
+    pred, ref = np.zeros(shape, dtype=bool), np.zeros(shape, dtype=bool)
+    box = tuple(slice(c, c + 10) for c in corner)
+    pred[box], ref[box] = random_blob(rng, (10, 10, 10), 0.0), random_blob(rng, (10, 10, 10), 0.0)
+    spacing = (0.8, 1.7, 4.0)
+    assert_metrics_close(binary_metrics(pred, ref, spacing), brute_force_metrics(pred, ref, spacing))
+
+
+def test_matches_medpy():
+    """medpy's hd95 and asd give the same values; ASSD is medpy ≤ 0.4's mean of the two ASDs."""
+    medpy_binary = pytest.importorskip("medpy.metric.binary")
+    rng = np.random.default_rng(3)
+    for shape, spacing in (((30, 26), (1.3, 0.4)), ((12, 15, 14), (2.5, 0.8, 0.8))):
+        pred, ref = random_blob(rng, shape), random_blob(rng, shape)
+        metrics = binary_metrics(pred, ref, spacing)
+        asd_forward, asd_backward = medpy_binary.asd(pred, ref, spacing), medpy_binary.asd(ref, pred, spacing)
+        assert_metrics_close(metrics, {"Dice": medpy_binary.dc(pred, ref), "Jaccard": medpy_binary.jc(pred, ref),
+                                       "HD95": medpy_binary.hd95(pred, ref, spacing), "ASD": asd_forward,
+                                       "ASSD": (asd_forward + asd_backward) / 2})
+
+
+# ---------------------------------------------------------------- empty masks
+
+def test_both_empty():
+    empty = np.zeros((5, 6, 7), dtype=bool)
+    assert binary_metrics(empty, empty, (1.0, 2.0, 3.0)) == {
+        "Dice": 1.0, "Jaccard": 1.0, "HD95": 0.0, "ASD": 0.0, "ASSD": 0.0, "n_pred": 0, "n_ref": 0}
+
+
+@pytest.mark.parametrize("empty_side", ["pred", "ref"])
+def test_one_empty_gives_zero_overlap_and_undefined_distances(empty_side):
+    empty, full = np.zeros((5, 6, 7), dtype=bool), cube((5, 6, 7), (1, 1, 1), 2)
+    pred, ref = (empty, full) if empty_side == "pred" else (full, empty)
+    metrics = binary_metrics(pred, ref, (1.0, 2.0, 3.0))
+    assert metrics["Dice"] == 0 and metrics["Jaccard"] == 0
+    assert all(math.isnan(metrics[m]) for m in ("HD95", "ASD", "ASSD"))
+    assert (metrics["n_pred"], metrics["n_ref"]) == ((0, 8) if empty_side == "pred" else (8, 0))
+    with pytest.raises(ValueError, match="empty"):
+        surface_distances(pred, ref, (1.0, 2.0, 3.0))
+
+
+def test_rule_is_in_the_module_docstring():
+    assert EMPTY_MASK_RULE in " ".join(evaluation.__doc__.split())
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="shape"):
+        binary_metrics(np.ones((3, 3)), np.ones((3, 4)))
+    with pytest.raises(ValueError, match="Spacing"):
+        binary_metrics(np.ones((3, 3)), np.ones((3, 3)), (1.0, 1.0, 1.0))
+
+
+# ---------------------------------------------------------------- folders, JSON and command
+
+SPACING = (2.5, 0.75, 1.25)
+
+
+def make_folders(tmp_path: Path, cases: dict) -> tuple:
+    """``cases``: file name → (reference array, prediction array); written as NIfTI with SPACING."""
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir()
+    pred_dir.mkdir()
+    for name, (ref, pred) in cases.items():
+        write_nifti(ref_dir / name, ref, SPACING)
+        write_nifti(pred_dir / name, pred, SPACING)
+    return ref_dir, pred_dir
+
+
+def two_label_cases() -> dict:
+    """case_a: label 1 only, predicted 5 voxels off; case_b: labels 1 and 2, label 2 not predicted at all;
+    the prediction of case_b also holds a label 3 that no reference has."""
+    shape = (11, 5, 5)
+    ref_a = cube(shape, (1, 1, 1), 3).astype(np.uint8)
+    pred_a = cube(shape, (6, 1, 1), 3).astype(np.uint8)
+    ref_b = ref_a.copy()
+    ref_b[8:10, 1:3, 1:3] = 2
+    pred_b = ref_a.copy()
+    pred_b[0, 0, 0] = 3
+    return {"case_a.nii.gz": (ref_a, pred_a), "case_b.nii.gz": (ref_b, pred_b)}
+
+
+def test_summary_json_shape_and_nan_as_null(tmp_path):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    output = tmp_path / "out" / "summary.json"
+    summary = evaluate_folders(str(ref_dir), str(pred_dir), output_file=str(output), num_processes=1)
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} in JSON")
+
+    written = json.loads(output.read_text(), parse_constant=refuse)
+    assert set(written) == {"metric_per_case", "mean", "foreground_mean", "units", "empty_mask_rule"}
+    assert written["units"] == "mm" and written["empty_mask_rule"] == EMPTY_MASK_RULE
+    assert set(written["mean"]) == {"1", "2"}, "default labels: the union of the references' labels"
+    metric_keys = {"Dice", "Jaccard", "HD95", "ASD", "ASSD", "n_pred", "n_ref"}
+    case_a, case_b = written["metric_per_case"]
+    assert case_a["prediction_file"] == str(pred_dir / "case_a.nii.gz")
+    assert case_a["reference_file"] == str(ref_dir / "case_a.nii.gz")
+    for case in (case_a, case_b):
+        assert set(case["metrics"]) == {"1", "2"}
+        assert all(set(m) == metric_keys for m in case["metrics"].values())
+
+    assert case_a["metrics"]["1"]["ASD"] == pytest.approx(4 * 2.5)
+    assert case_a["metrics"]["2"] == {"Dice": 1.0, "Jaccard": 1.0, "HD95": 0.0, "ASD": 0.0, "ASSD": 0.0,
+                                      "n_pred": 0, "n_ref": 0}
+    assert case_b["metrics"]["1"]["Dice"] == 1.0
+    assert case_b["metrics"]["2"] == {"Dice": 0.0, "Jaccard": 0.0, "HD95": None, "ASD": None, "ASSD": None,
+                                      "n_pred": 0, "n_ref": 8}
+    assert math.isnan(summary["metric_per_case"][1]["metrics"]["2"]["HD95"]), "returned with NaN, written as null"
+
+    mean_1, mean_2 = written["mean"]["1"], written["mean"]["2"]
+    assert mean_1["Dice"] == pytest.approx(0.5) and mean_1["ASD"] == pytest.approx(5.0)
+    assert mean_1["n_undefined_distance"] == 0
+    assert mean_2["Dice"] == pytest.approx(0.5)
+    assert mean_2["HD95"] == 0.0 and mean_2["n_undefined_distance"] == 1, "means over the finite values only"
+    foreground = written["foreground_mean"]
+    assert foreground["Dice"] == pytest.approx(0.5)
+    assert foreground["HD95"] == pytest.approx((mean_1["HD95"] + mean_2["HD95"]) / 2)
+    assert foreground["n_undefined_distance"] == 1
+
+
+def test_all_distances_undefined_gives_null_mean(tmp_path):
+    ref, pred = cube((6, 6, 6), (1, 1, 1), 2).astype(np.uint8), np.zeros((6, 6, 6), dtype=np.uint8)
+    ref_dir, pred_dir = make_folders(tmp_path, {"x.nii.gz": (ref, pred)})
+    evaluate_folders(str(ref_dir), str(pred_dir), num_processes=1)
+    written = json.loads((pred_dir / "summary.json").read_text())
+    assert written["mean"]["1"]["ASSD"] is None and written["mean"]["1"]["n_undefined_distance"] == 1
+    assert written["foreground_mean"]["HD95"] is None
+
+
+def test_voxel_units_and_explicit_labels(tmp_path):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    in_mm = evaluate_folders(str(ref_dir), str(pred_dir), labels=[1], num_processes=1)
+    in_voxels = evaluate_folders(str(ref_dir), str(pred_dir), labels=[1], voxel_units=True, num_processes=1)
+    assert set(in_mm["mean"]) == set(in_voxels["mean"]) == {"1"}
+    assert (in_mm["units"], in_voxels["units"]) == ("mm", "voxels")
+    case_mm, case_voxels = in_mm["metric_per_case"][0]["metrics"]["1"], in_voxels["metric_per_case"][0]["metrics"]["1"]
+    assert (case_mm["ASD"], case_mm["HD95"]) == (pytest.approx(10.0), pytest.approx(12.5))
+    assert (case_voxels["ASD"], case_voxels["HD95"]) == (pytest.approx(4.0), pytest.approx(5.0))
+
+
+def test_png_has_spacing_one(tmp_path):
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir()
+    pred_dir.mkdir()
+    ref, pred = np.zeros((10, 12), dtype=np.uint8), np.zeros((10, 12), dtype=np.uint8)
+    ref[1, 1] = pred[4, 5] = 1
+    Image.fromarray(ref).save(ref_dir / "img.png")
+    Image.fromarray(pred).save(pred_dir / "img.png")
+    summary = evaluate_folders(str(ref_dir), str(pred_dir), num_processes=1)
+    assert summary["metric_per_case"][0]["metrics"]["1"]["HD95"] == pytest.approx(5.0)
+
+
+def test_missing_prediction_names_the_file(tmp_path):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    (pred_dir / "case_b.nii.gz").unlink()
+    with pytest.raises(ValueError, match=r"prediction missing .*case_b\.nii\.gz"):
+        evaluate_folders(str(ref_dir), str(pred_dir), num_processes=1)
+
+
+def test_prediction_without_reference_names_the_file(tmp_path):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    write_nifti(pred_dir / "stray.nii.gz", np.zeros((3, 3, 3)), SPACING)
+    (pred_dir / "plans.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"without a reference.*stray\.nii\.gz"):
+        evaluate_folders(str(ref_dir), str(pred_dir), num_processes=1)
+
+
+def test_file_names_restrict_the_pairing(tmp_path):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    (pred_dir / "case_b.nii.gz").unlink()
+    summary = evaluate_folders(str(ref_dir), str(pred_dir), file_names=["case_a.nii.gz"], num_processes=1)
+    assert [Path(c["prediction_file"]).name for c in summary["metric_per_case"]] == ["case_a.nii.gz"]
+
+
+def test_size_mismatch_names_the_file(tmp_path):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    write_nifti(pred_dir / "case_b.nii.gz", np.zeros((11, 5, 6)), SPACING)
+    with pytest.raises(ValueError, match=r"case_b\.nii\.gz: size mismatch"):
+        evaluate_folders(str(ref_dir), str(pred_dir), num_processes=1)
+
+
+def test_spacing_mismatch_names_the_file(tmp_path):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    write_nifti(pred_dir / "case_a.nii.gz", two_label_cases()["case_a.nii.gz"][1], (2.5, 0.75, 1.0))
+    with pytest.raises(ValueError, match=r"case_a\.nii\.gz: spacing mismatch"):
+        evaluate_folders(str(ref_dir), str(pred_dir), num_processes=1)
+
+
+def test_command_end_to_end_in_parallel(tmp_path, capsys):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    output = tmp_path / "summary.json"
+    main(["evaluate", "-ref", str(ref_dir), "-pred", str(pred_dir), "-o", str(output), "-np", "2"])
+    written = json.loads(output.read_text())
+    assert [Path(c["prediction_file"]).name for c in written["metric_per_case"]] == ["case_a.nii.gz",
+                                                                                      "case_b.nii.gz"]
+    assert written["metric_per_case"][0]["metrics"]["1"]["ASD"] == pytest.approx(10.0)
+    table = capsys.readouterr().out
+    assert "case_a.nii.gz" in table and "foreground mean" in table and "n/a" in table
+    assert not (pred_dir / "summary.json").exists()
+
+
+def test_command_voxel_units_and_default_output(tmp_path):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    main(["evaluate", "-ref", str(ref_dir), "-pred", str(pred_dir), "--voxel-units", "-l", "1", "-np", "1"])
+    written = json.loads((pred_dir / "summary.json").read_text())
+    assert written["units"] == "voxels" and set(written["mean"]) == {"1"}
+    assert written["metric_per_case"][0]["metrics"]["1"]["ASD"] == pytest.approx(4.0)
