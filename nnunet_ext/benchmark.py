@@ -1,0 +1,178 @@
+"""``nnunet_ext benchmark``: train-step and inference time of our trainers against stock nnU-Net, in one run.
+
+For each trainer, the median wall time of ``train_step`` on batches from the real loaders (augmentation
+workers running, unlabeled stream included), after warm-up steps. Stock ``nnUNetTrainer`` is measured on
+the same plans twice: with the plans' (labeled) batch size, and with the batch size our trainers actually
+push through the network (labeled + unlabeled), so the second ratio isolates the method's own extra work.
+Inference: median time of nnU-Net's sliding-window prediction of one preprocessed case with each trainer's
+inference network, against the stock network. Trainer output folders go to a temporary ``nnUNet_results``.
+"""
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from copy import deepcopy
+from typing import Callable, Dict, List
+
+import torch
+
+STOCK = "nnUNetTrainer"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-d", "--dataset", required=True, help="dataset id or name (preprocessed)")
+    parser.add_argument("-c", "--configuration", default="3d_fullres")
+    parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier")
+    parser.add_argument("-tr", "--trainers", nargs="+", required=True, help="trainer class names")
+    parser.add_argument("-f", "--fold", default="0")
+    parser.add_argument("--warmup", type=int, default=3, help="unmeasured steps first (at least 3)")
+    parser.add_argument("--steps", type=int, default=10, help="measured steps (at least 5)")
+    parser.add_argument("--inference-repeats", type=int, default=3, help="timed sliding-window predictions")
+    parser.add_argument("-device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--json", help="write the results to this file")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(action: Callable[[], None], warmup: int, repeats: int, device: torch.device) -> float:
+    """Median wall time of ``action`` over ``repeats`` calls after ``warmup`` unmeasured ones."""
+    times: List[float] = []
+    for i in range(warmup + repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        action()
+        synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def load_trainer(name: str, plans: dict, configuration: str, fold: str, dataset_json: dict, device: torch.device,
+                 batch_size: int = 0):
+    """An initialized trainer of class ``name`` with its loaders started (``batch_size`` overrides the plans)."""
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    plans = deepcopy(plans)
+    if batch_size:
+        plans["configurations"][configuration]["batch_size"] = batch_size
+    plans["continue_training"] = False
+    trainer_class = recursive_find_trainer_class_by_name(name)
+    trainer = trainer_class(plans, configuration, int(fold) if fold != "all" else fold, dataset_json, device)
+    trainer.initialize()
+    trainer.dataloader_train, trainer.dataloader_val = trainer.get_dataloaders()
+    trainer.set_deep_supervision_enabled(trainer.enable_deep_supervision)
+    trainer.network.train()
+    return trainer
+
+
+def step_seconds(trainer, warmup: int, steps: int) -> float:
+    """Median seconds of ``train_step``; the labeled batch is fetched outside the timed region."""
+    times = []
+    for _ in range(warmup + steps):
+        batch = next(trainer.dataloader_train)
+        synchronize(trainer.device)
+        start = time.perf_counter()
+        trainer.train_step(batch)
+        synchronize(trainer.device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[warmup:])
+
+
+def inference_seconds(trainer, case: torch.Tensor, repeats: int) -> float:
+    """Median seconds of nnU-Net's sliding-window prediction with the trainer's inference network."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager,
+                                                 trainer.num_input_channels,
+                                                 trainer.label_manager.num_segmentation_heads, False)
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                                perform_everything_on_device=trainer.device.type == "cuda", device=trainer.device,
+                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    predictor.manual_initialization(network.to(trainer.device), trainer.plans_manager, trainer.configuration_manager,
+                                    None, trainer.dataset_json, type(trainer).__name__, None)
+    return median_seconds(lambda: predictor.predict_sliding_window_return_logits(case), 1, repeats, trainer.device)
+
+
+def shut_down(trainer) -> None:
+    for loader in (trainer.dataloader_train, trainer.dataloader_val, getattr(trainer, "unlabeled_stream", None)):
+        finish = getattr(loader, "_finish", None) or getattr(loader, "finish", None)
+        if finish is not None:
+            finish()
+
+
+def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers: List[str], fold: str,
+              warmup: int, steps: int, inference_repeats: int, device: torch.device) -> Dict:
+    """Measure everything in one process and return the results dictionary (see the module docstring)."""
+    if warmup < 3 or steps < 5:
+        raise ValueError("Use at least 3 warm-up and 5 measured steps (--warmup, --steps).")
+    from batchgenerators.utilities.file_and_folder_operations import join, load_json
+    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    folder = join(nnUNet_preprocessed, maybe_convert_to_dataset_name(dataset))
+    plans = load_json(join(folder, plans_identifier + ".json"))
+    dataset_json = load_json(join(folder, "dataset.json"))
+    if device.type == "cpu":
+        torch.set_num_threads(os.cpu_count())
+
+    def measure(name: str, batch_size: int = 0) -> Dict:
+        trainer = load_trainer(name, plans, configuration, fold, dataset_json, device, batch_size)
+        try:
+            seconds = step_seconds(trainer, warmup, steps)
+            cases = trainer.dataset_class(trainer.preprocessed_dataset_folder)
+            case = torch.from_numpy(cases.load_case(cases.identifiers[0])[0][:])
+            inference = inference_seconds(trainer, case, inference_repeats)
+            stream = getattr(trainer, "unlabeled_stream", None)
+            total_batch = trainer.batch_size + (stream.loader.batch_size if stream is not None else 0)
+        finally:
+            shut_down(trainer)
+        print(f"{name:40s} batch {total_batch:3d}  step {seconds:8.4f} s  inference {inference:8.3f} s", flush=True)
+        return {"step_s_median": seconds, "inference_s_median": inference, "total_batch": total_batch}
+
+    stock = measure(STOCK)
+    results = {"device": describe_device(device), "configuration": configuration, "dataset": dataset,
+               "stock": {"same_labeled_batch": stock}, "trainers": {}}
+    stock_by_batch = {stock["total_batch"]: stock}
+    for name in trainers:
+        ours = measure(name)
+        if ours["total_batch"] not in stock_by_batch:
+            stock_by_batch[ours["total_batch"]] = measure(STOCK, ours["total_batch"])
+        same_total = stock_by_batch[ours["total_batch"]]
+        results["stock"][f"batch_{ours['total_batch']}"] = same_total
+        results["trainers"][name] = {
+            "step_s_median": ours["step_s_median"],
+            "ratio_same_labeled_batch": ours["step_s_median"] / stock["step_s_median"],
+            "ratio_same_total_batch": ours["step_s_median"] / same_total["step_s_median"],
+            "inference_s_median": ours["inference_s_median"],
+            "inference_ratio": ours["inference_s_median"] / stock["inference_s_median"],
+            "total_batch": ours["total_batch"],
+        }
+    return results
+
+
+def describe_device(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores, torch {torch.__version__})"
+
+
+def print_table(results: Dict) -> None:
+    print(f"\nDevice: {results['device']}  configuration: {results['configuration']}")
+    print(f"{'trainer':32s} {'step s':>9s} {'×stock same labeled':>20s} {'×stock same total':>18s} {'inference ×':>12s}")
+    for name, r in results["trainers"].items():
+        print(f"{name:32s} {r['step_s_median']:9.4f} {r['ratio_same_labeled_batch']:20.2f} "
+              f"{r['ratio_same_total_batch']:18.2f} {r['inference_ratio']:12.3f}")
+
+
+def run(args: argparse.Namespace) -> None:
+    os.environ["nnUNet_results"] = tempfile.mkdtemp(prefix="nnunet_ext_benchmark_")
+    results = benchmark(args.dataset, args.configuration, args.plans, args.trainers, args.fold, args.warmup,
+                        args.steps, args.inference_repeats, torch.device(args.device))
+    print_table(results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"results written to {args.json}")

@@ -1,0 +1,43 @@
+"""Shared test settings: nnU-Net's folders in a temporary place, CPU-friendly settings, the shared real data.
+
+nnU-Net reads ``nnUNet_raw`` / ``nnUNet_preprocessed`` / ``nnUNet_results`` once, when ``nnunetv2.paths`` is
+first imported, so they are set here at import time, before any test module is collected. Tests that need
+an empty nnU-Net tree of their own pass the folders to our functions or run commands in subprocesses.
+"""
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+NNUNET_TEST_ROOT = tempfile.mkdtemp(prefix="nnunet_ext_tests_")
+NNUNET_FOLDERS = {name: os.path.join(NNUNET_TEST_ROOT, name)
+                  for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+for _path in NNUNET_FOLDERS.values():
+    os.makedirs(_path)
+os.environ.update(NNUNET_FOLDERS)
+os.environ.update({"nnUNet_def_n_proc": "2", "nnUNet_n_proc_DA": "0", "nnUNet_compile": "f"})
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(NNUNET_TEST_ROOT, ignore_errors=True)
+
+
+def shared_data_folder() -> Path:
+    """``../shared/data`` beside the checkout (or ``$NNUNET_EXT_SHARED_DATA``)."""
+    return Path(os.environ.get("NNUNET_EXT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    folder = shared_data_folder()
+    if not folder.is_dir():
+        pytest.skip(f"real-data test skipped: {folder} is absent (it ships beside the repository, not in it)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def nnunet_folders() -> dict:
+    """The session's nnUNet_raw / _preprocessed / _results (already in os.environ)."""
+    return dict(NNUNET_FOLDERS)
