@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier")
     parser.add_argument("-tr", "--trainers", nargs="+", required=True, help="trainer class names")
     parser.add_argument("-f", "--fold", default="0")
+    parser.add_argument("--batch-size", type=int, default=0,
+                        help="labeled batch size for every trainer instead of the plans' (e.g. to fit a CPU); 0: plans")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured steps first (at least 3)")
     parser.add_argument("--steps", type=int, default=10, help="measured steps (at least 5)")
     parser.add_argument("--inference-repeats", type=int, default=3, help="timed sliding-window predictions")
@@ -104,7 +106,7 @@ def shut_down(trainer) -> None:
 
 
 def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers: List[str], fold: str,
-              warmup: int, steps: int, inference_repeats: int, device: torch.device) -> Dict:
+              warmup: int, steps: int, inference_repeats: int, device: torch.device, batch_size: int = 0) -> Dict:
     """Measure everything in one process and return the results dictionary (see the module docstring)."""
     if warmup < 3 or steps < 5:
         raise ValueError("Use at least 3 warm-up and 5 measured steps (--warmup, --steps).")
@@ -114,6 +116,8 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
 
     folder = join(nnUNet_preprocessed, maybe_convert_to_dataset_name(dataset))
     plans = load_json(join(folder, plans_identifier + ".json"))
+    if batch_size:
+        plans["configurations"][configuration]["batch_size"] = batch_size
     dataset_json = load_json(join(folder, "dataset.json"))
     if device.type == "cpu":
         torch.set_num_threads(os.cpu_count())
@@ -134,6 +138,7 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
 
     stock = measure(STOCK)
     results = {"device": describe_device(device), "configuration": configuration, "dataset": dataset,
+               "labeled_batch": plans["configurations"][configuration]["batch_size"],
                "stock": {"same_labeled_batch": stock}, "trainers": {}}
     stock_by_batch = {stock["total_batch"]: stock}
     for name in trainers:
@@ -170,7 +175,7 @@ def print_table(results: Dict) -> None:
 def run(args: argparse.Namespace) -> None:
     os.environ["nnUNet_results"] = tempfile.mkdtemp(prefix="nnunet_ext_benchmark_")
     results = benchmark(args.dataset, args.configuration, args.plans, args.trainers, args.fold, args.warmup,
-                        args.steps, args.inference_repeats, torch.device(args.device))
+                        args.steps, args.inference_repeats, torch.device(args.device), args.batch_size)
     print_table(results)
     if args.json:
         with open(args.json, "w") as f:

@@ -33,10 +33,10 @@ def semisupervised_dataset(nnunet_folders) -> Path:
     from nnunet_ext.dataset_conversion.synthetic import write_synthetic_dataset
     write_synthetic_dataset(SOURCE_ID, "SynthFull", num_labeled=10, num_unlabeled=0, num_test=2,
                             raw_root=nnunet_folders["nnUNet_raw"])
-    nnunet_ext("make_semisupervised", "-d", str(SOURCE_ID), "-o", str(DATASET_ID), "--num-labeled", "4")
+    nnunet_ext("make_semisupervised", "-d", str(SOURCE_ID), "-o", str(DATASET_ID), "--num-labeled", "5")
     nnunet_ext("plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", "2", "-npfp", "2")
     raw = next(Path(nnunet_folders["nnUNet_raw"]).glob(f"Dataset{DATASET_ID}_*"))
-    assert len(list((raw / "imagesTrUnlabeled").iterdir())) == 6
+    assert len(list((raw / "imagesTrUnlabeled").iterdir())) == 5
     return raw
 
 
