@@ -184,3 +184,15 @@ def test_network_wrapper_heads_dropout_and_inference_output():
     assert isinstance(out, torch.Tensor) and out.shape == (2, 2, 8, 8, 8)
     assert torch.equal(out, net(x))
     assert any(k.startswith("level_set_head") for k in net.state_dict())
+
+
+def test_paper_step_decay_schedule():
+    from nnunet_ext.trainers.paper_schedule import StepDecayLR
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.01)
+    schedule = StepDecayLR(optimizer, 0.01, iterations_per_epoch=250, step_iterations=2500)
+    for epoch, lr in ((0, 0.01), (9, 0.01), (10, 0.001), (19, 0.001), (20, 0.0001), (23, 0.0001)):
+        schedule.step(epoch)
+        assert optimizer.param_groups[0]["lr"] == pytest.approx(lr)
+    constant = StepDecayLR(optimizer, 0.01, 250, 0)
+    constant.step(100)
+    assert optimizer.param_groups[0]["lr"] == 0.01

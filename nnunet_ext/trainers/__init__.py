@@ -1,7 +1,9 @@
 """Every nnunet_ext trainer, importable as ``from nnunet_ext.trainers import nnUNetTrainerDTC``."""
-from nnunet_ext.trainers.nnUNetTrainerDTC import nnUNetTrainerDTC
-from nnunet_ext.trainers.nnUNetTrainerMeanTeacher import nnUNetTrainerMeanTeacher
-from nnunet_ext.trainers.nnUNetTrainerUAMT import nnUNetTrainerUAMT
-from nnunet_ext.trainers.nnUNetTrainerUGMCL import nnUNetTrainerUGMCL
+from nnunet_ext.trainers.nnUNetTrainerDTC import nnUNetTrainerDTC, nnUNetTrainerDTC_paper
+from nnunet_ext.trainers.nnUNetTrainerMeanTeacher import nnUNetTrainerMeanTeacher, nnUNetTrainerMeanTeacher_paper
+from nnunet_ext.trainers.nnUNetTrainerUAMT import nnUNetTrainerUAMT, nnUNetTrainerUAMT_paper
+from nnunet_ext.trainers.nnUNetTrainerUGMCL import nnUNetTrainerUGMCL, nnUNetTrainerUGMCL_paper
 
-__all__ = ["nnUNetTrainerDTC", "nnUNetTrainerMeanTeacher", "nnUNetTrainerUAMT", "nnUNetTrainerUGMCL"]
+__all__ = ["nnUNetTrainerMeanTeacher", "nnUNetTrainerUAMT", "nnUNetTrainerDTC", "nnUNetTrainerUGMCL",
+           "nnUNetTrainerMeanTeacher_paper", "nnUNetTrainerUAMT_paper", "nnUNetTrainerDTC_paper",
+           "nnUNetTrainerUGMCL_paper"]

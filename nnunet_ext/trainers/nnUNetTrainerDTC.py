@@ -20,6 +20,7 @@ import torch
 
 from nnunet_ext.level_set import level_set_to_probability
 from nnunet_ext.losses import foreground_channels, mean_squared_error
+from nnunet_ext.trainers.paper_schedule import PaperScheduleMixin
 from nnunet_ext.trainers.semi_supervised import nnUNetTrainerSemiSupervised
 
 
@@ -42,3 +43,7 @@ class nnUNetTrainerDTC(nnUNetTrainerSemiSupervised):
         return {"loss": supervised + self.level_set_weight * level_set_loss + weight * dual_task,
                 "loss_supervised": supervised, "loss_level_set": level_set_loss, "loss_dual_task": dual_task,
                 "weight_dual_task": weight}
+
+
+class nnUNetTrainerDTC_paper(PaperScheduleMixin, nnUNetTrainerDTC):
+    """DTC's released LA schedule: 6000 iterations, SGD 0.01 / 0.9 / 1e-4, ×0.1 every 2500 iterations."""

@@ -14,6 +14,7 @@ from typing import Dict
 import torch
 
 from nnunet_ext.losses import mean_squared_error
+from nnunet_ext.trainers.paper_schedule import PaperScheduleMixin
 from nnunet_ext.trainers.semi_supervised import nnUNetTrainerSemiSupervised
 from nnunet_ext.uncertainty import clamped_gaussian_noise
 
@@ -42,3 +43,8 @@ class nnUNetTrainerMeanTeacher(nnUNetTrainerSemiSupervised):
         weight = self.ramped(self.consistency_weight)
         return {"loss": supervised + weight * consistency, "loss_supervised": supervised,
                 "loss_consistency": consistency, "weight_consistency": weight}
+
+
+class nnUNetTrainerMeanTeacher_paper(PaperScheduleMixin, nnUNetTrainerMeanTeacher):
+    """The LA schedule of the UA-MT code base, which the DTC paper's MT baseline shares: 6000 iterations,
+    SGD 0.01 / 0.9 / 1e-4, ×0.1 every 2500 iterations."""

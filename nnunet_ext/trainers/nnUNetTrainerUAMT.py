@@ -19,6 +19,7 @@ from typing import Dict
 import torch
 
 from nnunet_ext.losses import mean_squared_error
+from nnunet_ext.trainers.paper_schedule import PaperScheduleMixin
 from nnunet_ext.trainers.nnUNetTrainerMeanTeacher import nnUNetTrainerMeanTeacher
 from nnunet_ext.uncertainty import certainty_mask, stochastic_teacher_passes
 
@@ -47,3 +48,7 @@ class nnUNetTrainerUAMT(nnUNetTrainerMeanTeacher):
         weight = self.ramped(self.consistency_weight)
         return {"loss": supervised + weight * consistency, "loss_supervised": supervised,
                 "loss_consistency": consistency, "weight_consistency": weight, "certain_fraction": mask.mean()}
+
+
+class nnUNetTrainerUAMT_paper(PaperScheduleMixin, nnUNetTrainerUAMT):
+    """UA-MT's released LA schedule: 6000 iterations, SGD 0.01 / 0.9 / 1e-4, ×0.1 every 2500 iterations."""

@@ -20,6 +20,7 @@ import torch
 
 from nnunet_ext.level_set import level_set_to_probability
 from nnunet_ext.losses import foreground_channels, mean_squared_error, one_hot_foreground, squared_soft_dice_loss
+from nnunet_ext.trainers.paper_schedule import PaperScheduleMixin
 from nnunet_ext.trainers.nnUNetTrainerUAMT import nnUNetTrainerUAMT
 
 
@@ -56,3 +57,10 @@ class nnUNetTrainerUGMCL(nnUNetTrainerUAMT):
         return {"loss": loss, "loss_supervised": supervised, "loss_level_set_dice": level_set_dice,
                 "loss_level_set": level_set_loss, "loss_intra_task": intra_task, "loss_cross_task": cross_task,
                 "weight_consistency": weight, "certain_fraction": mask.mean()}
+
+
+class nnUNetTrainerUGMCL_paper(PaperScheduleMixin, nnUNetTrainerUGMCL):
+    """UG-MCL's released schedule: 30 000 iterations, SGD 0.01 / 0.9 / 1e-4 at a constant rate."""
+
+    paper_iterations = 30000
+    paper_step_iterations = 0

@@ -1,0 +1,76 @@
+"""Helpers for running the user-facing chain from Python (the demo, the reproduction scripts).
+
+Every step runs as the command a user would type, in its own process. Short or budgeted schedules are
+trainer variants written as a small module into a folder that ``nnUNet_extTrainer`` lists, which is how a
+user adds schedule variants of their own.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import time
+from typing import Dict, List, Sequence
+
+from nnunet_ext.environment import ext_trainer_path_with_shim
+
+STOCK_TRAINER = "nnUNetTrainer"
+VARIANT_CLASS = '''
+
+class {name}_{suffix}({name}):
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = {epochs}
+        self.num_iterations_per_epoch = {iterations}
+        self.num_val_iterations_per_epoch = {val_iterations}
+'''
+
+
+def write_schedule_variants(folder: str, trainers: Sequence[str], suffix: str, epochs: int, iterations: int,
+                            val_iterations: int = 2) -> List[str]:
+    """Write ``nnunet_ext_<suffix>_trainers.py`` into ``folder`` with one ``<trainer>_<suffix>`` subclass per
+    trainer that only changes the schedule; return the variant class names."""
+    lines = [f'"""Schedule variants written by nnunet_ext ({suffix})."""', "import torch", ""]
+    for trainer in trainers:
+        lines.append("from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer" if trainer == STOCK_TRAINER
+                     else f"from nnunet_ext.trainers import {trainer}")
+    for trainer in trainers:
+        lines.append(VARIANT_CLASS.format(name=trainer, suffix=suffix, epochs=epochs, iterations=iterations,
+                                          val_iterations=val_iterations))
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, f"nnunet_ext_{suffix}_trainers.py"), "w") as f:
+        f.write("\n".join(lines))
+    return [f"{trainer}_{suffix}" for trainer in trainers]
+
+
+def pipeline_environment(work: str, variants_folder: str) -> Dict[str, str]:
+    """Environment with nnU-Net's three folders inside ``work`` and our trainers plus the variants findable."""
+    folders = {name: os.path.join(work, name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    for path in folders.values():
+        os.makedirs(path, exist_ok=True)
+    env = dict(os.environ, **folders, nnUNet_extTrainer=ext_trainer_path_with_shim(variants_folder))
+    env.setdefault("nnUNet_def_n_proc", "2")
+    env.setdefault("nnUNet_compile", "f")
+    return env
+
+
+def console_script(name: str) -> str:
+    """Path of an installed console script of this Python environment."""
+    beside = os.path.join(os.path.dirname(sys.executable), name)
+    found = beside if os.path.isfile(beside) else shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"'{name}' is not installed in this environment; install nnunetv2 (pip install nnunetv2).")
+    return found
+
+
+def nnunet_ext_command(*args: str) -> List[str]:
+    """The ``nnunet_ext`` command of this Python environment."""
+    return [sys.executable, "-m", "nnunet_ext.cli", *args]
+
+
+def run_step(title: str, command: List[str], env: Dict[str, str]) -> None:
+    """Run one command of the chain, streaming its output, and stop if it fails."""
+    print(f"\n=== {title}\n$ {' '.join(command)}", flush=True)
+    start = time.time()
+    subprocess.run(command, env=env, check=True)
+    print(f"--- {title}: done in {time.time() - start:.1f} s", flush=True)

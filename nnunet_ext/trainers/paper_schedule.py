@@ -1,0 +1,52 @@
+"""The original papers' optimisation schedules, for the ``*_paper`` variants of our trainers (spec §7).
+
+nnU-Net's defaults (SGD 0.01, Nesterov momentum 0.99, weight decay 3e-5, poly decay, 1000 × 250 iterations)
+drive the main trainers. The ``_paper`` variants use what the original code ran instead: SGD lr 0.01,
+momentum 0.9, weight decay 1e-4, a fixed number of iterations, and a step decay (×0.1 every 2500
+iterations, DTC / UA-MT on LA) or a constant rate (UG-MCL). The ramps stay fractions of training, which
+over the paper's iteration count is exactly the original ramp.
+"""
+import math
+
+import torch
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+
+class StepDecayLR:
+    """lr = base · gamma^⌊iterations done / step_iterations⌋, stepped once per epoch like nnU-Net's
+    scheduler (``step(epoch)``); ``step_iterations = 0`` keeps the rate constant."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, iterations_per_epoch: int,
+                 step_iterations: int, gamma: float = 0.1) -> None:
+        self.optimizer = optimizer
+        self.base_lr = base_lr
+        self.iterations_per_epoch = iterations_per_epoch
+        self.step_iterations = step_iterations
+        self.gamma = gamma
+
+    def step(self, epoch: int) -> None:
+        decays = (epoch * self.iterations_per_epoch) // self.step_iterations if self.step_iterations else 0
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.base_lr * self.gamma ** decays
+
+
+class PaperScheduleMixin(nnUNetTrainer):
+    """Mixed in before a method trainer: ``class nnUNetTrainerDTC_paper(PaperScheduleMixin, nnUNetTrainerDTC)``."""
+
+    paper_iterations = 6000
+    paper_step_iterations = 2500
+    """Iterations between ×0.1 decays; 0 for a constant learning rate."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 0.01
+        self.weight_decay = 1e-4
+        self.num_epochs = math.ceil(self.paper_iterations / self.num_iterations_per_epoch)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.SGD(self.network.parameters(), self.initial_lr, momentum=0.9,
+                                    weight_decay=self.weight_decay)
+        return optimizer, StepDecayLR(optimizer, self.initial_lr, self.num_iterations_per_epoch,
+                                      self.paper_step_iterations)
