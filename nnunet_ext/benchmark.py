@@ -5,7 +5,7 @@ workers running, unlabeled stream included), after warm-up steps. Stock ``nnUNet
 the same plans twice: with the plans' (labeled) batch size, and with the batch size our trainers actually
 push through the network (labeled + unlabeled), so the second ratio isolates the method's own extra work.
 Inference: median time of nnU-Net's sliding-window prediction of one preprocessed case with each trainer's
-inference network, against the stock network. Trainer output folders go to a temporary ``nnUNet_results``.
+inference network, against the stock network, measured in turns. Trainer output folders go to a temporary ``nnUNet_results``.
 """
 import argparse
 import json
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="labeled batch size for every trainer instead of the plans' (e.g. to fit a CPU); 0: plans")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured steps first (at least 3)")
     parser.add_argument("--steps", type=int, default=10, help="measured steps (at least 5)")
-    parser.add_argument("--inference-repeats", type=int, default=3, help="timed sliding-window predictions")
+    parser.add_argument("--inference-repeats", type=int, default=5, help="timed sliding-window predictions")
     parser.add_argument("-device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     parser.add_argument("--json", help="write the results to this file")
 
@@ -41,17 +41,13 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(action: Callable[[], None], warmup: int, repeats: int, device: torch.device) -> float:
-    """Median wall time of ``action`` over ``repeats`` calls after ``warmup`` unmeasured ones."""
-    times: List[float] = []
-    for i in range(warmup + repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        action()
-        synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def seconds_of(action: Callable[[], None], device: torch.device) -> float:
+    """Wall time of one call of ``action``, with the GPU's queue drained before and after."""
+    synchronize(device)
+    start = time.perf_counter()
+    action()
+    synchronize(device)
+    return time.perf_counter() - start
 
 
 def load_trainer(name: str, plans: dict, configuration: str, fold: str, dataset_json: dict, device: torch.device,
@@ -76,26 +72,39 @@ def step_seconds(trainer, warmup: int, steps: int) -> float:
     times = []
     for _ in range(warmup + steps):
         batch = next(trainer.dataloader_train)
-        synchronize(trainer.device)
-        start = time.perf_counter()
-        trainer.train_step(batch)
-        synchronize(trainer.device)
-        times.append(time.perf_counter() - start)
+        times.append(seconds_of(lambda: trainer.train_step(batch), trainer.device))
     return statistics.median(times[warmup:])
 
 
-def inference_seconds(trainer, case: torch.Tensor, repeats: int) -> float:
-    """Median seconds of nnU-Net's sliding-window prediction with the trainer's inference network."""
+def inference_seconds(trainer_names: List[str], plans: dict, configuration: str, dataset_json: dict,
+                      case: torch.Tensor, repeats: int, device: torch.device) -> Dict[str, float]:
+    """Median seconds of nnU-Net's sliding-window prediction of ``case`` with each trainer's inference network
+    (random weights: the cost does not depend on them). The trainers take turns in every repeat, so a drift
+    of the machine's speed affects all of them alike."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    network = trainer.build_network_architecture(trainer.plans_manager, trainer.configuration_manager,
-                                                 trainer.num_input_channels,
-                                                 trainer.label_manager.num_segmentation_heads, False)
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                perform_everything_on_device=trainer.device.type == "cuda", device=trainer.device,
-                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-    predictor.manual_initialization(network.to(trainer.device), trainer.plans_manager, trainer.configuration_manager,
-                                    None, trainer.dataset_json, type(trainer).__name__, None)
-    return median_seconds(lambda: predictor.predict_sliding_window_return_logits(case), 1, repeats, trainer.device)
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    plans_manager = PlansManager(plans)
+    configuration_manager = plans_manager.get_configuration(configuration)
+    num_outputs = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
+    num_inputs = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
+    predictors = {}
+    for name in trainer_names:
+        network = recursive_find_trainer_class_by_name(name).build_network_architecture(
+            plans_manager, configuration_manager, num_inputs, num_outputs, False)
+        predictors[name] = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
+                                           perform_everything_on_device=device.type == "cuda", device=device,
+                                           verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+        predictors[name].manual_initialization(network.to(device), plans_manager, configuration_manager, None,
+                                               dataset_json, name, None)
+    times: Dict[str, List[float]] = {name: [] for name in trainer_names}
+    for repeat in range(repeats + 1):
+        for name, predictor in predictors.items():
+            seconds = seconds_of(lambda: predictor.predict_sliding_window_return_logits(case), device)
+            if repeat > 0:
+                times[name].append(seconds)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def shut_down(trainer) -> None:
@@ -126,15 +135,12 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
         trainer = load_trainer(name, plans, configuration, fold, dataset_json, device, batch_size)
         try:
             seconds = step_seconds(trainer, warmup, steps)
-            cases = trainer.dataset_class(trainer.preprocessed_dataset_folder)
-            case = torch.from_numpy(cases.load_case(cases.identifiers[0])[0][:])
-            inference = inference_seconds(trainer, case, inference_repeats)
             stream = getattr(trainer, "unlabeled_stream", None)
             total_batch = trainer.batch_size + (stream.loader.batch_size if stream is not None else 0)
         finally:
             shut_down(trainer)
-        print(f"{name:40s} batch {total_batch:3d}  step {seconds:8.4f} s  inference {inference:8.3f} s", flush=True)
-        return {"step_s_median": seconds, "inference_s_median": inference, "total_batch": total_batch}
+        print(f"{name:40s} batch {total_batch:3d}  step {seconds:8.4f} s", flush=True)
+        return {"step_s_median": seconds, "total_batch": total_batch}
 
     stock = measure(STOCK)
     results = {"device": describe_device(device), "configuration": configuration, "dataset": dataset,
@@ -151,10 +157,19 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
             "step_s_median": ours["step_s_median"],
             "ratio_same_labeled_batch": ours["step_s_median"] / stock["step_s_median"],
             "ratio_same_total_batch": ours["step_s_median"] / same_total["step_s_median"],
-            "inference_s_median": ours["inference_s_median"],
-            "inference_ratio": ours["inference_s_median"] / stock["inference_s_median"],
             "total_batch": ours["total_batch"],
         }
+
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    cases_folder = join(folder, plans["configurations"][configuration]["data_identifier"])
+    cases = infer_dataset_class(cases_folder)(cases_folder)
+    case = torch.from_numpy(cases.load_case(cases.identifiers[0])[0][:])
+    inference = inference_seconds([STOCK] + trainers, plans, configuration, dataset_json, case, inference_repeats,
+                                  device)
+    results["stock"]["inference_s_median"] = inference[STOCK]
+    for name in trainers:
+        results["trainers"][name]["inference_s_median"] = inference[name]
+        results["trainers"][name]["inference_ratio"] = inference[name] / inference[STOCK]
     return results
 
 

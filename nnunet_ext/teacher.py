@@ -3,7 +3,7 @@
 After every optimizer step ``θ_t ← α θ_t + (1 − α) θ_s`` with ``α = min(1 − 1/(step + 1), decay)``, where
 ``step`` counts the optimizer steps done before this update (spec §1.2): the first update copies the
 student, α reaches ``decay`` after ``1/(1 − decay) − 1`` steps. Unlike the original code we average the
-floating-point buffers too and copy the integer ones, so a teacher with running statistics stays consistent.
+floating-point buffers too and copy the integer ones, so a teacher with running statistics stays consistent. The update is one fused ``lerp`` over all tensors (one pass over memory).
 """
 from typing import Dict
 
@@ -28,13 +28,15 @@ class EMATeacher:
     @torch.no_grad()
     def update(self, student_network: nn.Module, step: int) -> None:
         """One EMA update from the student's current parameters and buffers."""
-        alpha = self.alpha(step)
-        for t, s in zip(self.network.parameters(), student_network.parameters()):
-            t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
+        weight = 1.0 - self.alpha(step)
+        averaged = [(t, s) for t, s in zip(self.network.parameters(), student_network.parameters())]
+        averaged += [(t, s) for t, s in zip(self.network.buffers(), student_network.buffers())
+                     if t.dtype.is_floating_point]
+        if averaged:
+            teacher_tensors, student_tensors = zip(*averaged)
+            torch._foreach_lerp_(list(teacher_tensors), [s.detach() for s in student_tensors], weight)
         for t, s in zip(self.network.buffers(), student_network.buffers()):
-            if t.dtype.is_floating_point:
-                t.mul_(alpha).add_(s.detach(), alpha=1.0 - alpha)
-            else:
+            if not t.dtype.is_floating_point:
                 t.copy_(s)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:

@@ -156,7 +156,10 @@ def test_noise_is_clamped_and_passes_are_batched():
         return batch[:, :2] * 0
 
     probs = stochastic_teacher_passes(teacher, torch.zeros((3, 2, 4, 4)), 5, False)
-    assert probs.shape == (5, 3, 2, 4, 4) and calls == [15]
+    assert probs.shape == (5, 3, 2, 4, 4) and calls == [3] * 5  # CPU default: one pass per forward
+    calls.clear()
+    stochastic_teacher_passes(teacher, torch.zeros((3, 2, 4, 4)), 5, False, chunk_size=0)
+    assert calls == [15]
     calls.clear()
     stochastic_teacher_passes(teacher, torch.zeros((3, 2, 4, 4)), 5, False, chunk_size=6)
     assert calls == [6, 6, 3]

@@ -102,3 +102,20 @@ def test_unlabeled_stream_reads_only_unlabeled_cases_with_random_patches(preproc
         assert set(batch["keys"]) <= unlabeled
     assert loaded and all(key in unlabeled and set(values) <= {-1, 0} and locations == {}
                           for key, values, locations in loaded)
+
+
+def test_benchmark_reports_ratios_against_stock(preprocessed, tmp_path):
+    from nnunet_ext.benchmark import benchmark
+    results = benchmark(str(DATASET_ID), "3d_fullres", "nnUNetPlans", ["nnUNetTrainerDTC"], "0", warmup=3, steps=5,
+                        inference_repeats=1, device=torch.device("cpu"))
+    assert results["device"].startswith("cpu")
+    row = results["trainers"]["nnUNetTrainerDTC"]
+    assert row["total_batch"] == 2 * results["labeled_batch"]
+    stock_labeled = results["stock"]["same_labeled_batch"]["step_s_median"]
+    stock_total = results["stock"][f"batch_{row['total_batch']}"]["step_s_median"]
+    assert row["ratio_same_labeled_batch"] == pytest.approx(row["step_s_median"] / stock_labeled)
+    assert row["ratio_same_total_batch"] == pytest.approx(row["step_s_median"] / stock_total)
+    assert row["inference_ratio"] > 0
+    with pytest.raises(ValueError, match="at least 3 warm-up"):
+        benchmark(str(DATASET_ID), "3d_fullres", "nnUNetPlans", ["nnUNetTrainerDTC"], "0", 1, 5, 1,
+                  torch.device("cpu"))

@@ -27,8 +27,9 @@ from nnunet_ext.uncertainty import certainty_mask, stochastic_teacher_passes
 class nnUNetTrainerUAMT(nnUNetTrainerMeanTeacher):
     dropout_p = 0.5
     uncertainty_passes = 8
-    uncertainty_chunk_size = 0
-    """Teacher samples per forward in the stochastic passes; 0: all passes in one forward."""
+    uncertainty_chunk_size = None
+    """Teacher samples per forward in the stochastic passes; ``None``: all in one forward on a GPU, one pass
+    per forward on the CPU (faster there, see ``nnunet_ext.uncertainty``); 0: always all at once."""
     logged_terms = ("loss_supervised", "loss_consistency", "weight_consistency", "certain_fraction")
 
     def teacher_target_and_mask(self, x: torch.Tensor):

@@ -6,13 +6,15 @@ released code, the level-set task has its own head φ = tanh(conv(f)) (the relea
 segmentation logits, which makes the cross-task term unsatisfiable) and is supervised:
 
     L_sup   = nnU-Net's Dice + CE (deep supervision) + Dice(σ(−k φ_L), y_L) + β · mean (φ_L − T(y_L))²
-    L_intra = Σ(M ⊙ (p − p_teacher)²) / (C · ΣM)                       all patches, uncertainty mask M
-    L_cross = Σ(M ⊙ (σ(−k φ) − p)²) / (C_fg · ΣM)                     all patches, foreground channels
+    L_intra = Σ(M ⊙ (p − p_teacher)²) / (C · ΣM)                       unlabeled patches, uncertainty mask M
+    L_cross = Σ(M ⊙ (σ(−k φ) − p)²) / (C_fg · ΣM)                     unlabeled patches, foreground channels
     L = L_sup + w(t) · (0.5 · L_intra + L_cross),   w(t) = 0.1 · exp(−5 (1 − t)²)
 
 with M, the T = 8 noisy, dropout-active teacher passes and the threshold schedule as in UA-MT, k = 1500,
 β = 0.3 (DTC's value; ``level_set_weight = 0`` drops it as the release did) and the Dice the V-Net squared
-form. ``mask_cross_task = False`` reproduces the release's unmasked cross-task term.
+form. The consistencies cover the unlabeled patches, where the labeled ones are supervised directly (the
+release also applied them to labeled patches, spec §4.4 item 4; ``consistency_on = "all"`` does that, at
+twice the teacher cost). ``mask_cross_task = False`` reproduces the release's unmasked cross-task term.
 """
 from typing import Dict
 
@@ -26,7 +28,6 @@ from nnunet_ext.trainers.nnUNetTrainerUAMT import nnUNetTrainerUAMT
 
 class nnUNetTrainerUGMCL(nnUNetTrainerUAMT):
     has_level_set_head = True
-    consistency_on = "all"
     level_set_weight = 0.3
     level_set_k = 1500.0
     intra_task_factor = 0.5
