@@ -79,8 +79,8 @@ def step_seconds(trainer, warmup: int, steps: int) -> float:
 def inference_seconds(trainer_names: List[str], plans: dict, configuration: str, dataset_json: dict,
                       case: torch.Tensor, repeats: int, device: torch.device) -> Dict[str, float]:
     """Median seconds of nnU-Net's sliding-window prediction of ``case`` with each trainer's inference network
-    (random weights: the cost does not depend on them). The trainers take turns in every repeat, so a drift
-    of the machine's speed affects all of them alike."""
+    (random weights: the cost does not depend on them). The trainers take turns in every repeat, each repeat
+    starting with the next one, so a drift of the machine's speed affects all of them alike."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
@@ -100,8 +100,8 @@ def inference_seconds(trainer_names: List[str], plans: dict, configuration: str,
                                                dataset_json, name, None)
     times: Dict[str, List[float]] = {name: [] for name in trainer_names}
     for repeat in range(repeats + 1):
-        for name, predictor in predictors.items():
-            seconds = seconds_of(lambda: predictor.predict_sliding_window_return_logits(case), device)
+        for name in trainer_names[repeat % len(trainer_names):] + trainer_names[:repeat % len(trainer_names)]:
+            seconds = seconds_of(lambda: predictors[name].predict_sliding_window_return_logits(case), device)
             if repeat > 0:
                 times[name].append(seconds)
     return {name: statistics.median(values) for name, values in times.items()}

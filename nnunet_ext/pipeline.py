@@ -24,12 +24,17 @@ class {name}_{suffix}({name}):
         self.num_iterations_per_epoch = {iterations}
         self.num_val_iterations_per_epoch = {val_iterations}
 '''
+SKIP_FINAL_VALIDATION = '''    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        self.print_to_log_file("Final validation skipped: with fold 'all' it would only re-predict the training "
+                               "cases; the test set is evaluated separately.")
+'''
 
 
 def write_schedule_variants(folder: str, trainers: Sequence[str], suffix: str, epochs: int, iterations: int,
-                            val_iterations: int = 2) -> List[str]:
+                            val_iterations: int = 2, skip_final_validation: bool = False) -> List[str]:
     """Write ``nnunet_ext_<suffix>_trainers.py`` into ``folder`` with one ``<trainer>_<suffix>`` subclass per
-    trainer that only changes the schedule; return the variant class names."""
+    trainer that only changes the schedule (and, for ``fold all`` runs, may skip the final validation, which
+    would only re-predict the training cases); return the variant class names."""
     lines = [f'"""Schedule variants written by nnunet_ext ({suffix})."""', "import torch", ""]
     for trainer in trainers:
         lines.append("from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer" if trainer == STOCK_TRAINER
@@ -37,6 +42,8 @@ def write_schedule_variants(folder: str, trainers: Sequence[str], suffix: str, e
     for trainer in trainers:
         lines.append(VARIANT_CLASS.format(name=trainer, suffix=suffix, epochs=epochs, iterations=iterations,
                                           val_iterations=val_iterations))
+        if skip_final_validation:
+            lines.append(SKIP_FINAL_VALIDATION)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, f"nnunet_ext_{suffix}_trainers.py"), "w") as f:
         f.write("\n".join(lines))

@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
                         help="override the plans' batch size (a plans copy nnUNetPlansBudget), e.g. 2 on a CPU")
     parser.add_argument("--trainers", nargs="+", default=TRAINERS)
     parser.add_argument("-device", default="cuda", choices=("cpu", "cuda"))
+    parser.add_argument("--disable-tta", action="store_true", help="predict without mirroring (faster on a CPU)")
     parser.add_argument("-d", "--dataset-id", type=int, default=801)
     return parser.parse_args()
 
@@ -73,7 +74,8 @@ def main() -> None:
     epochs = max(1, math.ceil(args.iterations / args.iterations_per_epoch))
     iterations = min(args.iterations, args.iterations_per_epoch)
     variants_folder = os.path.join(work, "trainers")
-    variants = write_schedule_variants(variants_folder, args.trainers, "budget", epochs, iterations, val_iterations=5)
+    variants = write_schedule_variants(variants_folder, args.trainers, "budget", epochs, iterations, val_iterations=5,
+                                       skip_final_validation=True)
     env = pipeline_environment(work, variants_folder)
     dataset = str(args.dataset_id)
     raw = os.path.join(env["nnUNet_raw"], f"Dataset{args.dataset_id:03d}_LA")
@@ -93,7 +95,8 @@ def main() -> None:
         predictions = os.path.join(work, "predictions", variant)
         run_step(f"predict {variant}", [console_script("nnUNetv2_predict"), "-i", os.path.join(raw, "imagesTs"),
                                         "-o", predictions, "-d", dataset, "-c", args.configuration, "-f", "all",
-                                        "-tr", variant, "-p", plans, "-device", args.device], env)
+                                        "-tr", variant, "-p", plans, "-device", args.device,
+                                        *(["--disable_tta"] if args.disable_tta else [])], env)
         summaries = []
         for units in ("voxels", "mm"):
             summary = os.path.join(work, "predictions", f"{variant}_summary_{units}.json")
@@ -104,7 +107,8 @@ def main() -> None:
                 summaries.append(json.load(f)["mean"]["1"])
         rows[trainer] = tuple(summaries)
     markdown = (f"LA 2018, 16 labeled (+ unlabeled for the semi-supervised trainers), {args.configuration}, "
-                f"{epochs} × {iterations} iterations, plans {plans}, device {args.device}.\n\n" + table(rows))
+                f"{epochs} × {iterations} iterations, plans {plans}, device {args.device}, "
+                f"TTA {'off' if args.disable_tta else 'on'}.\n\n" + table(rows))
     with open(os.path.join(work, "results.md"), "w") as f:
         f.write(markdown + "\n")
     print("\n" + markdown)
