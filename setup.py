@@ -44,7 +44,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest"],
-        "all": ["pytest"],
+        "gaze": ["pydensecrf2", "Pillow"],
+        "all": ["pytest", "pydensecrf2", "Pillow"],
     },
     cmdclass={"build_py": BuildWithTrainerRegistration},
     entry_points={"console_scripts": ["nnunet_ext = nnunet_ext.cli:main"]},

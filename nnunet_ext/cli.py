@@ -18,6 +18,7 @@ SUBCOMMANDS = {
                             "nnU-Net's plan and preprocess, plus our planners and unlabeled images"),
     "evaluate": ("nnunet_ext.evaluation", "Dice, Jaccard, HD95, ASD and ASSD of a prediction folder"),
     "benchmark": ("nnunet_ext.benchmark", "train-step and inference time of trainers against stock nnU-Net"),
+    "gaze": ("nnunet_ext.gaze", "gaze heatmaps, dense-CRF maps and level masks from GazeMedSeg fixations"),
 }
 
 

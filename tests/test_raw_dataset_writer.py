@@ -244,3 +244,19 @@ def test_rgb_png_counts_as_three_channels_and_files_are_copied_verbatim(tmp_path
     assert filecmp.cmp(source_image, copy, shallow=False)
     assert filecmp.cmp(source_label, os.path.join(second.final_folder, "labelsTr", "x.png"), shallow=False)
     assert sitk.ReadImage(copy).GetNumberOfComponentsPerPixel() == 3
+
+
+def test_training_case_reference_label_for_weak_labels(tmp_path):
+    images, pseudo = case(values=(0, 1))
+    truth = label(values=(1, 0, 2))
+    with writer(tmp_path) as w:
+        w.add_training_case("weak", images, pseudo, source="weak.h5", reference_label=truth)
+    written = sitk.ReadImage(os.path.join(w.final_folder, "labelsTrReference", "weak.nii.gz"))
+    assert np.array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(truth))
+    assert written.GetSpacing() == images[0].GetSpacing()
+
+    bad = label(values=(0, 9))
+    with pytest.raises(ValueError, match="'weak2'.*reference label.*9"):
+        with writer(tmp_path / "second") as w:
+            w.add_training_case("weak2", *case(), source="weak2.h5", reference_label=bad)
+    assert not (tmp_path / "second").exists() or not any((tmp_path / "second").iterdir())

@@ -10,6 +10,7 @@ from typing import Dict
 
 CONVERTERS: Dict[str, str] = {
     "la": "nnunet_ext.dataset_conversion.la2018",
+    "kvasir": "nnunet_ext.dataset_conversion.kvasir",
 }
 """Converter name on the command line -> module path."""
 

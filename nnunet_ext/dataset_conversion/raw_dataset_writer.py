@@ -310,11 +310,13 @@ class RawDatasetWriter:
 
     # ------------------------------------------------------------------ adding cases
 
-    def add_training_case(self, case_id: str, images: List[sitk.Image], label: sitk.Image, source: str = "") -> None:
-        """A labeled training case: ``imagesTr`` + ``labelsTr``."""
+    def add_training_case(self, case_id: str, images: List[sitk.Image], label: sitk.Image, source: str = "",
+                          reference_label: Optional[sitk.Image] = None) -> None:
+        """A labeled training case: ``imagesTr`` + ``labelsTr``. For weakly labeled data (``label`` a pseudo-label)
+        the true label, if known, goes to ``labelsTrReference`` (reporting only, DESIGN.md §3)."""
         if label is None:
             raise ValueError(self._message(case_id, source, "a training case needs a label"))
-        self._add(TRAINING, case_id, images, label, source)
+        self._add(TRAINING, case_id, images, label, source, reference_label)
 
     def add_unlabeled_case(self, case_id: str, images: List[sitk.Image], reference_label: Optional[sitk.Image] = None,
                            source: str = "") -> None:
@@ -347,10 +349,12 @@ class RawDatasetWriter:
         return f"case {case_id!r} (source: {source or 'not given'}): {problem}"
 
     def _add(self, kind: str, case_id: str, images: Sequence[ImageSource], label: Optional[ImageSource],
-             source: str) -> None:
+             source: str, reference_label: Optional[sitk.Image] = None) -> None:
         if self._temp_folder is None:
             raise RuntimeError("add cases inside `with RawDatasetWriter(...) as writer:`")
         jobs = self._validate(kind, case_id, images, label, source)
+        if reference_label is not None:
+            jobs.append(self._reference_label_job(case_id, reference_label, jobs[0][0], source))
         self._case_kinds[case_id] = kind
         self._expected_files.extend(os.path.relpath(dest, self._temp_folder) for _, dest in jobs)
         if self.num_processes == 0:
@@ -444,6 +448,21 @@ class RawDatasetWriter:
         for _, destination in jobs:
             os.makedirs(os.path.dirname(destination), exist_ok=True)
         return jobs
+
+    def _reference_label_job(self, case_id: str, reference_label: sitk.Image, image: ImageSource,
+                             source: str) -> Tuple[ImageSource, str]:
+        """The write job of a training case's true label in ``labelsTrReference``, checked like any label."""
+        def fail(problem: str) -> ValueError:
+            return ValueError(self._message(case_id, source, f"reference label: {problem}"))
+
+        reference = _ImageInfo.of(image)
+        info = _ImageInfo.of(reference_label)
+        if info.components != 1 or not info.same_geometry(reference):
+            raise fail(f"it must be scalar with the image's geometry: {info.describe()} vs {reference.describe()}")
+        self._check_label_values(reference_label, fail)
+        destination = os.path.join(self._temp_folder, REFERENCE_LABELS_DIR, f"{case_id}{self.file_ending}")
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        return self._prepared_label(reference_label, reference), destination
 
     def _check_label_values(self, label: sitk.Image, fail) -> None:
         array = sitk.GetArrayViewFromImage(label)

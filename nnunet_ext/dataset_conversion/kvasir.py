@@ -1,0 +1,260 @@
+"""Kvasir-SEG (polyps) to an nnU-Net raw dataset, with true masks or with GazeSup gaze pseudo-masks.
+
+Input: the official release folder ``KVASIR_DIR`` with ``images/<id>.jpg`` and ``masks/<id>.jpg`` (RGB JPEG
+colonoscopy images; masks are lossy JPEGs of 0/255). Kvasir-SEG has no official split, so the converter
+draws one: ``round(test_fraction · N)`` test ids from ``numpy.random.default_rng(seed)`` over the sorted ids
+(the same seed and the same images always give the same split, with or without gaze), or takes it from a
+JSON file ``{"train": [ids], "test": [ids]}`` (``--split-file``; ids are file names without extension).
+
+Output ``Dataset{id}_{name}`` (specs/cmc_gazesup_ltuda.md §2.12), case ids = Kvasir ids, ``file_ending``
+``.png``:
+
+* images: ``{id}_0000.png``, lossless RGB PNG of the decoded JPEG, ``channel_names`` {"0": "R", "1": "G",
+  "2": "B"} — one 3-component file, as nnU-Net's ``NaturalImage2DIO`` reads it;
+* true masks: grey value ≥ 128 → 1, else 0, single-channel uint8 PNG;
+* without ``--gaze-csv``: training images → imagesTr/labelsTr (true masks), test → imagesTs/labelsTs; labels
+  background 0, polyp 1;
+* with ``--gaze-csv`` (GazeMedSeg ``kvasir_fixation.csv``): the training labels are GazeSup pseudo-masks made
+  from gaze alone (:mod:`nnunet_ext.gaze`: heatmap σ 70 px → dense CRF → thresholds, Kvasir 0.5 / 0.3 for 2
+  levels), stored as one ordinal map per image (value = number of thresholds the CRF map reaches) and declared
+  as nested regions: ``gaze_level_k`` = values k…L, i.e. "ordinal ≥ k" = CRF map ≥ the k-th smallest
+  threshold, with ``regions_class_order`` [1, …, L]. nnU-Net then trains one sigmoid output per level and
+  converts predictions back by painting level after level, which restores the ordinal map. (For one level the
+  label is a plain ``gaze_level_1``: 1, since nnU-Net treats a one-value list as an ordinary label.) The true
+  masks of the training images go to ``labelsTrReference/`` — reporting only, never read in training — and the
+  test labels (labelsTs) are the true masks, value 1 = polyp. dataset.json records the split and, under
+  ``gaze``, σ, the thresholds per level and the CRF parameters.
+
+Every file goes through :class:`RawDatasetWriter` (validation, atomic folder, parallel writing). Reading and
+the pseudo-masks (the CRF is the slow part) run in a pool of ``-np`` workers, in case order.
+"""
+import argparse
+import json
+import os
+from dataclasses import asdict, dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import SimpleITK as sitk
+
+from nnunet_ext import gaze
+from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
+
+CHANNEL_NAMES = {"0": "R", "1": "G", "2": "B"}
+MASK_LABELS = {"background": 0, "polyp": 1}
+FILE_ENDING = ".png"
+REFERENCES = {
+    "kvasir": "Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020",
+    "gaze": "Zhong et al., Weakly-supervised Medical Image Segmentation with Gaze Annotations, MICCAI 2024 "
+            "(GazeMedSeg fixations)",
+}
+
+
+def gaze_labels(num_levels: int) -> Tuple[Dict[str, object], Optional[List[int]]]:
+    """dataset.json ``labels`` and ``regions_class_order`` for ``num_levels`` nested gaze levels.
+
+    ``gaze_level_k`` is the region of the ordinal values k…L; region order [1, …, L] paints the stricter levels
+    last, so nnU-Net's conversion of region predictions to a label map gives back the ordinal map. nnU-Net
+    only counts a dataset as region-based if some region has more than one value, so one level is a plain label.
+    """
+    if num_levels == 1:
+        return {"background": 0, "gaze_level_1": 1}, None
+    labels: Dict[str, object] = {"background": 0}
+    for k in range(1, num_levels + 1):
+        labels[f"gaze_level_{k}"] = list(range(k, num_levels + 1))
+    return labels, list(range(1, num_levels + 1))
+
+
+def list_cases(input_folder: str) -> Dict[str, Tuple[str, str]]:
+    """``{id: (image path, mask path)}`` of a Kvasir-SEG release folder; every image needs a mask."""
+    if not os.path.isdir(input_folder):
+        raise ValueError(f"Kvasir-SEG folder {input_folder} does not exist")
+    folders = {sub: os.path.join(input_folder, sub) for sub in ("images", "masks")}
+    for sub, folder in folders.items():
+        if not os.path.isdir(folder):
+            raise ValueError(f"{input_folder} has no {sub}/ folder; expected the official Kvasir-SEG layout "
+                             f"images/<id>.jpg and masks/<id>.jpg")
+    images, masks = (gaze.list_images(folders[sub]) for sub in ("images", "masks"))
+    without_mask = sorted(k for k in images if k not in masks)
+    if without_mask:
+        raise ValueError(f"{len(without_mask)} image(s) of {folders['images']} have no mask in {folders['masks']}: "
+                         f"{', '.join(os.path.basename(images[k]) for k in without_mask[:10])}")
+    return {k: (images[k], masks[k]) for k in sorted(images)}
+
+
+def split_ids(ids: Sequence[str], test_fraction: float = 0.2, seed: int = 0) -> Tuple[List[str], List[str]]:
+    """(train, test) ids: ``round(test_fraction · N)`` ids drawn with ``default_rng(seed)`` from the sorted ids."""
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"--test-fraction must be in [0, 1), got {test_fraction}")
+    ordered = sorted(ids)
+    num_test = int(round(test_fraction * len(ordered)))
+    chosen = set(np.random.default_rng(seed).permutation(len(ordered))[:num_test].tolist())
+    test = [case for i, case in enumerate(ordered) if i in chosen]
+    train = [case for i, case in enumerate(ordered) if i not in chosen]
+    if not train:
+        raise ValueError(f"no training image left: {len(ordered)} image(s) and --test-fraction {test_fraction}")
+    return train, test
+
+
+def read_split_file(path: str, ids: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """(train, test) ids of a JSON split file ``{"train": [...], "test": [...]}``; ids may carry an extension.
+
+    Every listed id must be an image of the release and in one list only; images listed nowhere are left out.
+    """
+    try:
+        with open(path) as f:
+            split = json.load(f)
+        train, test = ([gaze.image_key(str(i)) for i in split[key]] for key in ("train", "test"))
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a split file {{\"train\": [ids], \"test\": [ids]}} ({type(e).__name__}: {e})") \
+            from None
+    unknown = sorted(set(train + test) - set(ids))
+    both = sorted(set(train) & set(test))
+    repeated = sorted({i for i in train + test if (train + test).count(i) > 1} - set(both))
+    if unknown or both or repeated:
+        problems = [f"{what}: {', '.join(values[:10])}" for what, values in
+                    (("not in the release", unknown), ("in both lists", both), ("listed twice", repeated)) if values]
+        raise ValueError(f"{path}: " + "; ".join(problems))
+    if not train:
+        raise ValueError(f"{path}: the train list is empty")
+    return sorted(train), sorted(test)
+
+
+@dataclass(frozen=True)
+class _Case:
+    case_id: str
+    training: bool
+    image_path: str
+    mask_path: str
+    fixations: Optional[np.ndarray] = None
+    expected_size: Optional[Tuple[int, int]] = None
+    sigma: float = 0.0
+    thresholds: Tuple[float, ...] = ()
+
+
+def _read_case(case: _Case) -> Tuple[_Case, np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """Image (H, W, 3 uint8), true mask (uint8 0/1) and, for a gaze training case, the ordinal level map."""
+    image = gaze.read_rgb(case.image_path)
+    mask = gaze.read_mask(case.mask_path).astype(np.uint8)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"{case.mask_path}: mask size {mask.shape} differs from the image's {image.shape[:2]} "
+                         f"({case.image_path})")
+    levels = None
+    if case.fixations is not None:
+        levels = gaze.pseudo_label(image, case.fixations, case.sigma, case.thresholds,
+                                   expected_size=case.expected_size, name=case.image_path).levels
+    return case, image, mask, levels
+
+
+def _itk(array: np.ndarray) -> sitk.Image:
+    return sitk.GetImageFromArray(array, isVector=array.ndim == 3)
+
+
+def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.2, seed: int = 0,
+                   split_file: Optional[str] = None, gaze_csv: Optional[str] = None, levels: Optional[int] = None,
+                   thresholds: Optional[Sequence[float]] = None, sigma: Optional[float] = None,
+                   name: Optional[str] = None, num_processes: int = 2, overwrite: bool = False,
+                   raw_root: Optional[str] = None) -> str:
+    """Convert a Kvasir-SEG release; return the dataset folder (see the module docstring)."""
+    input_folder = os.path.abspath(input_folder)
+    cases = list_cases(input_folder)
+    if split_file is not None:
+        train, test = read_split_file(split_file, list(cases))
+        split_info = {"split_file": os.path.abspath(split_file)}
+    else:
+        train, test = split_ids(list(cases), test_fraction, seed)
+        split_info = {"test_fraction": test_fraction, "seed": seed,
+                      "rule": "round(test_fraction * N) ids drawn by numpy.random.default_rng(seed)"
+                              ".permutation over the sorted ids"}
+    split_info.update(num_train=len(train), num_test=len(test))
+    extra = {"name": "Kvasir-SEG", "reference": REFERENCES["kvasir"], "kvasir_split": split_info}
+    tasks = []
+    if gaze_csv is None:
+        labels: Dict[str, object] = MASK_LABELS
+        extra["description"] = "Kvasir-SEG polyps, RGB PNG converted losslessly from the JPEGs; masks >= 128 -> 1"
+        tasks = [_Case(i, True, *cases[i]) for i in train]
+    else:
+        sigma, ordered = gaze.resolve_settings("kvasir", sigma, thresholds, levels)
+        fixations, sizes = gaze.read_gaze_csv(gaze_csv)
+        without_gaze = [i for i in train if i not in fixations]
+        if without_gaze:
+            raise ValueError(f"{gaze_csv} has no fixations for {len(without_gaze)} training image(s): "
+                             f"{', '.join(without_gaze[:10])}")
+        gaze.require_densecrf()
+        labels, order = gaze_labels(len(ordered))
+        if order is not None:
+            extra["regions_class_order"] = order
+        extra["description"] = ("Kvasir-SEG polyps with GazeSup gaze pseudo-masks: labelsTr = ordinal map of the "
+                                "levels (value = number of thresholds the dense-CRF map of the gaze heatmap "
+                                "reaches); labelsTrReference = true masks of the training images, for reporting "
+                                "only; labelsTs = true masks (1 = polyp)")
+        extra["reference_gaze"] = REFERENCES["gaze"]
+        extra["gaze"] = {
+            "csv": os.path.basename(gaze_csv), "sigma": sigma, "thresholds": list(ordered),
+            "levels": {f"gaze_level_{k}": {"threshold": t, "ordinal_values": list(range(k, len(ordered) + 1))}
+                       for k, t in enumerate(ordered, start=1)},
+            "crf": asdict(gaze.CrfParameters()),
+            "heatmap": "duration-weighted fixations at pixel (floor(y*H), floor(x*W)), scipy gaussian_filter "
+                       "(truncate 4, reflect), min-max normalised",
+            "soft_map": "dense-CRF foreground marginal (pydensecrf2, bilateral Potts kernel only)",
+            "level_rule": "gaze_level_k = CRF map >= k-th smallest threshold = ordinal label >= k",
+        }
+        tasks = [_Case(i, True, *cases[i], fixations[i], sizes.get(i), sigma, ordered) for i in train]
+    tasks += [_Case(i, False, *cases[i]) for i in test]
+    writer = RawDatasetWriter(dataset_id, name or ("KvasirGaze" if gaze_csv else "Kvasir"), CHANNEL_NAMES, labels,
+                              file_ending=FILE_ENDING, raw_root=raw_root, overwrite=overwrite, extra_json=extra,
+                              num_processes=num_processes, expected_cases=len(tasks))
+    level_dice: List[List[float]] = []
+    with writer:
+        for case, image, mask, level_map in gaze.map_in_pool(_read_case, tasks, num_processes, progress=False):
+            source = f"{case.image_path} + {case.mask_path}"
+            if not case.training:
+                writer.add_test_case(case.case_id, [_itk(image)], _itk(mask), source=source)
+            elif level_map is None:
+                writer.add_training_case(case.case_id, [_itk(image)], _itk(mask), source=source)
+            else:
+                writer.add_training_case(case.case_id, [_itk(image)], _itk(level_map), source=source,
+                                         reference_label=_itk(mask))
+                level_dice.append([gaze.overlap(gaze.decode_levels(level_map, k), mask)["Dice"]
+                                   for k in range(1, len(case.thresholds) + 1)])
+    print(f"{writer.final_folder}: {writer.num_training} training cases (imagesTr, labelsTr"
+          f"{' = gaze pseudo-masks; true masks in labelsTrReference' if gaze_csv else ''}), "
+          f"{writer.num_test} test cases (imagesTs, labelsTs)")
+    if level_dice:
+        means = np.mean(level_dice, axis=0)
+        print("pseudo-mask Dice vs the true masks of the training images (mean): " + ", ".join(
+            f"gaze_level_{k} (CRF >= {t:g}) {d:.4f}" for k, (t, d) in enumerate(zip(ordered, means), start=1)))
+    return writer.final_folder
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``nnunet_ext convert kvasir``."""
+    parser.description = __doc__.split("\n\n")[0]
+    parser.add_argument("-i", "--input", required=True, help="Kvasir-SEG folder with images/<id>.jpg, masks/<id>.jpg")
+    parser.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id, e.g. 810")
+    parser.add_argument("--test-fraction", type=float,
+                        help="share of the images drawn for the test set (default: 0.2)")
+    parser.add_argument("--seed", type=int, help="seed of the split (default: 0)")
+    parser.add_argument("--split-file", help='JSON {"train": [ids], "test": [ids]} instead of a drawn split')
+    parser.add_argument("--gaze-csv", help="GazeMedSeg kvasir_fixation.csv: train on gaze pseudo-masks")
+    parser.add_argument("--levels", type=int, help="number of gaze levels (default: 2, thresholds 0.5 / 0.3)")
+    parser.add_argument("--thresholds", type=float, nargs="+",
+                        help="gaze level thresholds, any order (default: Kvasir's for --levels)")
+    parser.add_argument("--sigma", type=float, help="gaze heatmap sigma in pixels (default: 70)")
+    parser.add_argument("--name", help="dataset name (default: Kvasir, or KvasirGaze with --gaze-csv)")
+    parser.add_argument("-np", "--num-processes", type=int, default=2, help="worker processes (default: 2)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+
+
+def run(args: argparse.Namespace) -> None:
+    """Entry point of ``nnunet_ext convert kvasir``."""
+    if args.split_file is not None and (args.test_fraction is not None or args.seed is not None):
+        raise ValueError("--split-file replaces --test-fraction / --seed; give one or the other")
+    if args.gaze_csv is None and (args.levels is not None or args.thresholds or args.sigma is not None):
+        raise ValueError("--levels, --thresholds and --sigma need --gaze-csv")
+    convert_kvasir(args.input, args.dataset_id,
+                   test_fraction=0.2 if args.test_fraction is None else args.test_fraction,
+                   seed=0 if args.seed is None else args.seed,
+                   split_file=args.split_file, gaze_csv=args.gaze_csv, levels=args.levels,
+                   thresholds=args.thresholds, sigma=args.sigma, name=args.name,
+                   num_processes=args.num_processes, overwrite=args.overwrite)
