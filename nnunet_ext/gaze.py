@@ -621,6 +621,15 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def add_gaze_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--sigma``, ``--thresholds`` and ``--levels``, overriding a preset (shared by the gaze command and the
+    converters that write gaze pseudo-masks)."""
+    parser.add_argument("--sigma", type=float, help="Gaussian sigma in pixels (default: the preset's)")
+    parser.add_argument("--thresholds", type=float, nargs="+",
+                        help="level thresholds on the CRF map, any order (default: the preset's for --levels)")
+    parser.add_argument("--levels", type=int, help="number of levels (default: the preset's, 2)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``nnunet_ext gaze``."""
     parser.description = ("GazeSup pseudo-labels from a GazeMedSeg gaze CSV: heatmaps, dense-CRF soft maps and "
@@ -630,10 +639,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="output folder")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="kvasir",
                         help="dataset constants: sigma 70 / thresholds 0.5, 0.3 (kvasir), 50 / 0.2, 0.4 (nci_isbi)")
-    parser.add_argument("--sigma", type=float, help="Gaussian sigma in pixels (default: the preset's)")
-    parser.add_argument("--thresholds", type=float, nargs="+",
-                        help="level thresholds on the CRF map, any order (default: the preset's for --levels)")
-    parser.add_argument("--levels", type=int, help="number of levels (default: the preset's, 2)")
+    add_gaze_setting_arguments(parser)
     parser.add_argument("--masks", help="folder of true masks (same names) for the quality report")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="worker processes (default: 2)")
     parser.add_argument("--previews", type=int, default=20,

@@ -237,10 +237,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="seed of the split (default: 0)")
     parser.add_argument("--split-file", help='JSON {"train": [ids], "test": [ids]} instead of a drawn split')
     parser.add_argument("--gaze-csv", help="GazeMedSeg kvasir_fixation.csv: train on gaze pseudo-masks")
-    parser.add_argument("--levels", type=int, help="number of gaze levels (default: 2, thresholds 0.5 / 0.3)")
-    parser.add_argument("--thresholds", type=float, nargs="+",
-                        help="gaze level thresholds, any order (default: Kvasir's for --levels)")
-    parser.add_argument("--sigma", type=float, help="gaze heatmap sigma in pixels (default: 70)")
+    gaze.add_gaze_setting_arguments(parser)
     parser.add_argument("--name", help="dataset name (default: Kvasir, or KvasirGaze with --gaze-csv)")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="worker processes (default: 2)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
