@@ -14,29 +14,24 @@ from nnunet_ext.cli import main
 from nnunet_ext.dataset_conversion.la2018 import H5_NAME, TRAINING_FOLDER
 
 
-def shared_data_folder() -> Path:
-    """``../shared/data`` beside the checkout, or ``$NNUNET_EXT_SHARED_DATA``."""
-    default = Path(__file__).resolve().parents[2] / "shared" / "data"
-    return Path(os.environ.get("NNUNET_EXT_SHARED_DATA", default))
-
-
-LA_RELEASE = shared_data_folder() / "LA_2018_h5"
-
-
 def read_list(path: Path):
     return [line.strip() for line in path.read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
-def real_la(tmp_path_factory):
+def la_release(shared_data):
+    """The real LA h5 release in the shared data folder (the conftest fixture skips when it is absent)."""
+    return shared_data / "LA_2018_h5"
+
+
+@pytest.fixture(scope="module")
+def real_la(tmp_path_factory, la_release):
     """The real release converted once for the module: (dataset folder, printed output)."""
-    if not LA_RELEASE.is_dir():
-        pytest.skip(f"real-data test skipped: {LA_RELEASE} is absent (it ships beside the repository, not in it)")
     raw = tmp_path_factory.mktemp("la_raw")
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(printed):
         mp.setenv("nnUNet_raw", str(raw))
-        main(["convert", "la", "-i", str(LA_RELEASE), "-d", "801", "--num-labeled", "16", "--only-present",
+        main(["convert", "la", "-i", str(la_release), "-d", "801", "--num-labeled", "16", "--only-present",
               "-np", "2"])
     return raw / "Dataset801_LA", printed.getvalue()
 
@@ -45,11 +40,11 @@ def files(folder: Path):
     return sorted(p.name for p in folder.iterdir())
 
 
-def test_real_la_layout_and_split(real_la):
+def test_real_la_layout_and_split(real_la, la_release):
     folder, printed = real_la
     assert sorted(os.listdir(folder.parent)) == ["Dataset801_LA"]
-    train_ids, test_ids = read_list(LA_RELEASE / "train.list"), read_list(LA_RELEASE / "test.list")
-    present = {p.name for p in (LA_RELEASE / TRAINING_FOLDER).iterdir() if (p / H5_NAME).is_file()}
+    train_ids, test_ids = read_list(la_release / "train.list"), read_list(la_release / "test.list")
+    present = {p.name for p in (la_release / TRAINING_FOLDER).iterdir() if (p / H5_NAME).is_file()}
     labeled = train_ids[:16]
     unlabeled = [i for i in train_ids[16:] if i in present]
     tests = [i for i in test_ids if i in present]
@@ -71,12 +66,12 @@ def test_real_la_layout_and_split(real_la):
 @pytest.mark.parametrize("subfolder, label_folder, index", [
     ("imagesTr", "labelsTr", 0), ("imagesTr", "labelsTr", 15), ("imagesTrUnlabeled", "labelsTrReference", 0),
     ("imagesTs", "labelsTs", 9)])
-def test_real_la_arrays_and_geometry_match_the_h5(real_la, subfolder, label_folder, index):
+def test_real_la_arrays_and_geometry_match_the_h5(real_la, la_release, subfolder, label_folder, index):
     folder, _ = real_la
     case_id = files(folder / label_folder)[index][:-len(".nii.gz")]
     image = sitk.ReadImage(str(folder / subfolder / f"{case_id}_0000.nii.gz"))
     label = sitk.ReadImage(str(folder / label_folder / f"{case_id}.nii.gz"))
-    with h5py.File(LA_RELEASE / TRAINING_FOLDER / case_id / H5_NAME, "r") as f:
+    with h5py.File(la_release / TRAINING_FOLDER / case_id / H5_NAME, "r") as f:
         h5_image, h5_label = f["image"][()], f["label"][()]
     for itk in (image, label):
         assert itk.GetSpacing() == (0.625, 0.625, 0.625)
