@@ -14,7 +14,7 @@ import statistics
 import tempfile
 import time
 from copy import deepcopy
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import torch
 
@@ -76,21 +76,23 @@ def step_seconds(trainer, warmup: int, steps: int) -> float:
     return statistics.median(times[warmup:])
 
 
-def inference_seconds(trainer_names: List[str], plans: dict, configuration: str, dataset_json: dict,
-                      case: torch.Tensor, repeats: int, device: torch.device) -> Dict[str, float]:
+def inference_seconds(inference_setups: Dict[str, Tuple[dict, dict]], configuration: str, case: torch.Tensor,
+                      repeats: int, device: torch.device) -> Dict[str, float]:
     """Median seconds of nnU-Net's sliding-window prediction of ``case`` with each trainer's inference network
-    (random weights: the cost does not depend on them). The trainers take turns in every repeat, each repeat
+    (random weights: the cost does not depend on them), built from the (plans, dataset.json) that the trainer
+    leaves in its results folder for the predictor. The trainers take turns in every repeat, each repeat
     starting with the next one, so a drift of the machine's speed affects all of them alike."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-    plans_manager = PlansManager(plans)
-    configuration_manager = plans_manager.get_configuration(configuration)
-    num_outputs = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
-    num_inputs = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
+    trainer_names = list(inference_setups)
     predictors = {}
-    for name in trainer_names:
+    for name, (plans, dataset_json) in inference_setups.items():
+        plans_manager = PlansManager(plans)
+        configuration_manager = plans_manager.get_configuration(configuration)
+        num_outputs = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
+        num_inputs = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
         network = recursive_find_trainer_class_by_name(name).build_network_architecture(
             plans_manager, configuration_manager, num_inputs, num_outputs, False)
         predictors[name] = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
@@ -105,6 +107,12 @@ def inference_seconds(trainer_names: List[str], plans: dict, configuration: str,
             if repeat > 0:
                 times[name].append(seconds)
     return {name: statistics.median(values) for name, values in times.items()}
+
+
+def predictor_dataset_json(trainer) -> dict:
+    """The dataset.json the trainer leaves in its results folder for the predictor."""
+    inference_dataset_json = getattr(trainer, "inference_dataset_json", None)
+    return trainer.dataset_json if inference_dataset_json is None else inference_dataset_json()
 
 
 def shut_down(trainer) -> None:
@@ -131,12 +139,16 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
     if device.type == "cpu":
         torch.set_num_threads(os.cpu_count())
 
+    inference_setups: Dict[str, Tuple[dict, dict]] = {}
+
     def measure(name: str, batch_size: int = 0) -> Dict:
         trainer = load_trainer(name, plans, configuration, fold, dataset_json, device, batch_size)
         try:
             seconds = step_seconds(trainer, warmup, steps)
             stream = getattr(trainer, "unlabeled_stream", None)
             total_batch = trainer.batch_size + (stream.loader.batch_size if stream is not None else 0)
+            inference_setups.setdefault(name, (deepcopy(trainer.plans_manager.plans),
+                                               deepcopy(predictor_dataset_json(trainer))))
         finally:
             shut_down(trainer)
         print(f"{name:40s} batch {total_batch:3d}  step {seconds:8.4f} s", flush=True)
@@ -164,8 +176,7 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
     cases_folder = join(folder, plans["configurations"][configuration]["data_identifier"])
     cases = infer_dataset_class(cases_folder)(cases_folder)
     case = torch.from_numpy(cases.load_case(cases.identifiers[0])[0][:])
-    inference = inference_seconds([STOCK] + trainers, plans, configuration, dataset_json, case, inference_repeats,
-                                  device)
+    inference = inference_seconds(inference_setups, configuration, case, inference_repeats, device)
     results["stock"]["inference_s_median"] = inference[STOCK]
     for name in trainers:
         results["trainers"][name]["inference_s_median"] = inference[name]

@@ -1,4 +1,4 @@
-"""Loss primitives shared by the semi-supervised trainers (spec §1.4, §3.1, §4.3).
+"""Loss primitives shared by the trainers (semi-supervised spec §1.4, §3.1, §4.3; GazeSup spec §2.7).
 
 They work on batched network outputs ``(B, C, *spatial)`` in float32 and on either label-based (softmax)
 or region-based (sigmoid) nnU-Net configurations.
@@ -6,6 +6,8 @@ or region-based (sigmoid) nnU-Net configurations.
 from typing import Optional
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 
 def probabilities(logits: torch.Tensor, has_regions: bool) -> torch.Tensor:
@@ -55,3 +57,13 @@ def one_hot_foreground(target: torch.Tensor, num_output_channels: int, has_regio
 def foreground_channels(tensor: torch.Tensor, has_regions: bool) -> torch.Tensor:
     """The channels of a network output that describe foreground: all regions, or classes 1..C-1."""
     return tensor if has_regions else tensor[:, 1:]
+
+
+class SummedBinaryCrossEntropy(nn.Module):
+    """GazeSup's supervised loss Σ_i BCE(z_i, Y_i) (spec §2.7): binary cross-entropy with logits, averaged over
+    the batch and the pixels of each output channel (one channel per level) and summed over the channels.
+    Region targets of nnU-Net arrive as ``(B, L, ...)`` binary maps."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        per_element = F.binary_cross_entropy_with_logits(logits.float(), target.float(), reduction="none")
+        return per_element.transpose(0, 1).flatten(1).mean(1).sum()

@@ -23,7 +23,8 @@ Output ``Dataset{id}_{name}`` (specs/cmc_gazesup_ltuda.md §2.12), case ids = Kv
   label is a plain ``gaze_level_1``: 1, since nnU-Net treats a one-value list as an ordinary label.) The true
   masks of the training images go to ``labelsTrReference/`` — reporting only, never read in training — and the
   test labels (labelsTs) are the true masks, value 1 = polyp. dataset.json records the split and, under
-  ``gaze``, σ, the thresholds per level and the CRF parameters.
+  ``gaze``, the target structure (``target``: polyp, the foreground of models trained on the levels), σ, the
+  thresholds per level and the CRF parameters.
 
 Every file goes through :class:`RawDatasetWriter` (validation, atomic folder, parallel writing). Reading and
 the pseudo-masks (the CRF is the slow part) run in a pool of ``-np`` workers, in case order.
@@ -190,7 +191,7 @@ def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.
                                 "only; labelsTs = true masks (1 = polyp)")
         extra["reference_gaze"] = REFERENCES["gaze"]
         extra["gaze"] = {
-            "csv": os.path.basename(gaze_csv), "sigma": sigma, "thresholds": list(ordered),
+            "target": "polyp", "csv": os.path.basename(gaze_csv), "sigma": sigma, "thresholds": list(ordered),
             "levels": {f"gaze_level_{k}": {"threshold": t, "ordinal_values": list(range(k, len(ordered) + 1))}
                        for k, t in enumerate(ordered, start=1)},
             "crf": asdict(gaze.CrfParameters()),

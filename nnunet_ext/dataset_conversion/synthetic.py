@@ -1,15 +1,22 @@
-"""A small synthetic 3-D dataset with unlabeled cases, generated on the fly for the demo and the tests.
+"""Small synthetic datasets generated on the fly for the demo and the tests.
 
-Each image holds one or two ellipsoids ("organ" = label 1) brighter than a smooth noisy background, so a
-few training iterations already learn something. Labeled cases go to imagesTr/labelsTr, unlabeled ones to
-imagesTrUnlabeled (their labels to labelsTrReference), test cases to imagesTs/labelsTs.
+:func:`write_synthetic_dataset`: 3-D, with unlabeled cases. Each image holds one or two ellipsoids ("organ" =
+label 1) brighter than a smooth noisy background, so a few training iterations already learn something.
+Labeled cases go to imagesTr/labelsTr, unlabeled ones to imagesTrUnlabeled (their labels to
+labelsTrReference), test cases to imagesTs/labelsTs.
+
+:func:`write_synthetic_gaze_dataset`: 2-D RGB PNG images (Kvasir's layout) of a bright disc-like "lesion",
+with gaze-style weak labels: the ordinal map of L nested levels (level 1 = the lesion grown by a few pixels
+and shifted, as loose gaze masks are; level L = its shrunken core), declared as nested regions like
+``nnunet_ext convert kvasir --gaze-csv``; the true masks go to labelsTrReference and labelsTs.
 """
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import binary_dilation, binary_erosion, gaussian_filter
 
+from nnunet_ext.dataset_conversion.kvasir import gaze_labels
 from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
 
 
@@ -49,4 +56,50 @@ def write_synthetic_dataset(dataset_id: int, name: str = "SyntheticSSL", num_lab
                 writer.add_unlabeled_case(f"synth_{i:03d}", [image], label, source="synthetic")
             else:
                 writer.add_test_case(f"synth_{i:03d}", [image], label, source="synthetic")
+    return writer.final_folder
+
+
+def synthetic_gaze_case(rng: np.random.Generator, size: int, num_levels: int
+                        ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One (RGB image ``(H, W, 3)`` uint8, true mask, ordinal level map) triple of a ``size`` × ``size`` image."""
+    yy, xx = np.mgrid[:size, :size].astype(np.float32)
+    center = rng.uniform(0.3, 0.7, 2) * size
+    radii = rng.uniform(0.12, 0.22, 2) * size
+    mask = (((yy - center[0]) / radii[0]) ** 2 + ((xx - center[1]) / radii[1]) ** 2) <= 1
+    background = gaussian_filter(rng.normal(0, 1, (size, size)), 2) * 25 + 90
+    grey = background + 80 * mask + rng.normal(0, 8, (size, size))
+    image = np.clip(np.stack([grey, 0.8 * grey, 0.6 * grey], -1), 0, 255).astype(np.uint8)
+    shifted = np.roll(mask, tuple(rng.integers(-2, 3, 2)), axis=(0, 1))
+    levels = np.zeros((size, size), dtype=np.uint8)
+    for k in range(1, num_levels + 1):
+        grown = 3 - 2 * (k - 1)
+        level = binary_dilation(shifted, iterations=grown) if grown > 0 else \
+            binary_erosion(shifted, iterations=-grown) if grown < 0 else shifted
+        levels[level] = k
+    return image, mask.astype(np.uint8), levels
+
+
+def write_synthetic_gaze_dataset(dataset_id: int, name: str = "SyntheticGaze", num_training: int = 8,
+                                 num_test: int = 3, size: int = 64, num_levels: int = 2, seed: int = 0,
+                                 raw_root: Optional[str] = None, overwrite: bool = False) -> str:
+    """Write the 2-D gaze dataset under ``raw_root`` (default ``$nnUNet_raw``) and return its folder."""
+    rng = np.random.default_rng(seed)
+    labels, order = gaze_labels(num_levels)
+    extra = {"gaze": {"target": "lesion", "levels": num_levels}}
+    if order is not None:
+        extra["regions_class_order"] = order
+    writer = RawDatasetWriter(dataset_id, name, {"0": "R", "1": "G", "2": "B"}, labels, file_ending=".png",
+                              raw_root=raw_root, overwrite=overwrite, extra_json=extra)
+
+    def itk(array: np.ndarray) -> sitk.Image:
+        return sitk.GetImageFromArray(array, isVector=array.ndim == 3)
+
+    with writer:
+        for i in range(num_training + num_test):
+            image, mask, levels = synthetic_gaze_case(rng, size, num_levels)
+            if i < num_training:
+                writer.add_training_case(f"gaze_{i:03d}", [itk(image)], itk(levels), source="synthetic",
+                                         reference_label=itk(mask))
+            else:
+                writer.add_test_case(f"gaze_{i:03d}", [itk(image)], itk(mask), source="synthetic")
     return writer.final_folder

@@ -1,13 +1,13 @@
 """The mechanics every semi-supervised trainer shares (DESIGN.md §5, spec §6.2), written once.
 
-``nnUNetTrainerSemiSupervised`` adds to nnU-Net's trainer:
+``nnUNetTrainerSemiSupervised`` adds to nnU-Net's trainer (besides the term logging of
+:class:`~nnunet_ext.trainers.loss_terms.nnUNetTrainerLossTerms`):
 
 * an unlabeled stream beside nnU-Net's labeled one; each step the student sees ``labeled + unlabeled``
   patches in one forward pass (labeled first);
 * an optional EMA teacher (``ema_decay``), updated after every optimizer step and kept in ``train()`` mode
   (Monte-Carlo dropout, as the originals);
 * an optimizer-step counter, so ramps and thresholds are functions of the fraction of training done;
-* per-epoch logging of every loss term and weight (``logged_terms``), also drawn in ``progress.png``;
 * checkpoints that carry the teacher and the counter (``--c`` restores them); ``network_weights`` holds the
   student, which is what the papers evaluate and what ``nnUNetv2_predict`` loads.
 
@@ -15,30 +15,25 @@ A method subclass sets its class attributes and implements :meth:`compute_loss`.
 attributes, because nnU-Net's trainer ``__init__`` must keep its exact five arguments; a variant subclass
 overrides them.
 """
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Union
 
-import numpy as np
 import torch
-from torch import distributed as dist
-from torch._dynamo import OptimizedModule
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.collate_outputs import collate_outputs
-from nnunetv2.utilities.helpers import dummy_context
 
 from nnunet_ext.level_set import AppendSignedDistanceMaps
 from nnunet_ext.losses import probabilities
 from nnunet_ext.networks import SemiSupervisedUNet
-from nnunet_ext.progress import append_terms_panel
 from nnunet_ext.schedules import sigmoid_rampup, training_fraction
 from nnunet_ext.teacher import EMATeacher
+from nnunet_ext.trainers.loss_terms import nnUNetTrainerLossTerms
 from nnunet_ext.unlabeled_stream import UnlabeledStream
 
 NetworkOutput = Union[torch.Tensor, List[torch.Tensor]]
 
 
-class nnUNetTrainerSemiSupervised(nnUNetTrainer):
+class nnUNetTrainerSemiSupervised(nnUNetTrainerLossTerms):
     """Base class; not a method by itself (:meth:`compute_loss` is abstract)."""
 
     unlabeled_batch_size: Optional[int] = None
@@ -53,8 +48,6 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
     """Channel dropout at the bottleneck and the last decoder stage (see ``nnunet_ext.networks``)."""
     has_level_set_head: bool = False
     """Whether the network has a tanh level-set head beside the segmentation head."""
-    logged_terms: Tuple[str, ...] = ()
-    """Keys of :meth:`compute_loss`'s result logged per epoch (besides the total ``loss``)."""
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -76,8 +69,6 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
             raise NotImplementedError(f"{type(self).__name__} needs dense labels for its signed distance targets; "
                                       "datasets with an 'ignore' label are not supported.")
         super().initialize()
-        for key in self.logged_terms:
-            self.logger.local_logger.my_fantastic_logging.setdefault(key, [])
         if self.ema_decay is not None:
             teacher = self.build_network_architecture(self.plans_manager, self.configuration_manager,
                                                       self.num_input_channels,
@@ -87,9 +78,8 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
 
     @property
     def student(self) -> torch.nn.Module:
-        """The trained network without DDP / torch.compile wrappers."""
-        module = self.network.module if self.is_ddp else self.network
-        return module._orig_mod if isinstance(module, OptimizedModule) else module
+        """The trained network (the student) without DDP / torch.compile wrappers."""
+        return self.trained_network
 
     @property
     def has_regions(self) -> bool:
@@ -175,39 +165,13 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
             else target.to(self.device, non_blocking=True)
 
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+        with self.autocast():
             terms = self.compute_loss(data, self.network(data), target, label_derived, labeled.shape[0])
-        if self.grad_scaler is not None:
-            self.grad_scaler.scale(terms["loss"]).backward()
-            self.grad_scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-            self.grad_scaler.step(self.optimizer)
-            self.grad_scaler.update()
-        else:
-            terms["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-            self.optimizer.step()
+        logged = self.optimize(terms)
         if self.teacher is not None:
             self.teacher.update(self.student, self.optimizer_steps)
         self.optimizer_steps += 1
-        return {k: torch.as_tensor(v).detach().float().cpu().numpy() for k, v in terms.items()}
-
-    def on_train_epoch_end(self, train_outputs: List[dict]) -> None:
-        super().on_train_epoch_end(train_outputs)
-        outputs = collate_outputs(train_outputs)
-        for key in self.logged_terms:
-            value = float(np.mean(outputs[key]))
-            if self.is_ddp:
-                gathered = [None] * dist.get_world_size()
-                dist.all_gather_object(gathered, value)
-                value = float(np.mean(gathered))
-            self.logger.log(key, value, self.current_epoch)
-            self.print_to_log_file(f"{key}: {np.round(value, decimals=4)}")
-
-    def on_epoch_end(self) -> None:
-        super().on_epoch_end()
-        if self.local_rank == 0:
-            append_terms_panel(self.output_folder, self.logger.local_logger.my_fantastic_logging, self.logged_terms)
+        return logged
 
     def save_checkpoint(self, filename: str) -> None:
         super().save_checkpoint(filename)

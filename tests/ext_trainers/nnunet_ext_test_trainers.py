@@ -7,7 +7,8 @@ import os
 
 import torch
 
-from nnunet_ext.trainers import nnUNetTrainerDTC, nnUNetTrainerMeanTeacher, nnUNetTrainerUAMT, nnUNetTrainerUGMCL
+from nnunet_ext.trainers import (nnUNetTrainerDTC, nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_pure,
+                                 nnUNetTrainerMeanTeacher, nnUNetTrainerUAMT, nnUNetTrainerUGMCL)
 
 
 def _short(cls):
@@ -27,3 +28,5 @@ nnUNetTrainerMeanTeacher_smoke = _short(nnUNetTrainerMeanTeacher)
 nnUNetTrainerUAMT_smoke = _short(nnUNetTrainerUAMT)
 nnUNetTrainerDTC_smoke = _short(nnUNetTrainerDTC)
 nnUNetTrainerUGMCL_smoke = _short(nnUNetTrainerUGMCL)
+nnUNetTrainerGazeSup_smoke = _short(nnUNetTrainerGazeSup)
+nnUNetTrainerGazeSup_pure_smoke = _short(nnUNetTrainerGazeSup_pure)

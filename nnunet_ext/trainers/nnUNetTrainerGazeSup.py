@@ -1,0 +1,185 @@
+"""GazeSup: weakly supervised segmentation from gaze (Zhong et al., MICCAI 2024; spec §2.5–2.9, §2.12).
+
+The training labels are gaze pseudo-masks at L levels (``nnunet_ext convert kvasir --gaze-csv``): one ordinal
+map per image whose value is the number of CRF-map thresholds reached, declared as nested regions
+``gaze_level_k`` = values k…L in dataset.json. nnU-Net turns them into one binary target Y_k per level.
+
+* **Networks** (§2.6): L independent copies of the plans' U-Net (identical initial weights, nothing shared),
+  one sigmoid output each; z_k is level k's logit.
+* **Loss** (§2.7):
+
+      L = Σ_k BCE(z_k, Y_k) + λ · Σ_k C_k,        λ = ``consistency_weight`` = 3
+
+  with BCE only (no Dice: the pseudo-masks are noisy), under nnU-Net's deep supervision, and C_k the
+  multi-level consistency of :mod:`nnunet_ext.level_consistency` at full resolution: in ``prop`` mode (the
+  paper's default) level k's *propagated* logit z̃_k — its last decoder features averaged over a 5 × 5,
+  dilation-2 neighbourhood with feature affinities, through its own segmentation layer — is pulled towards
+  the peers' plain predictions; in ``pure`` mode z_k itself is. The peers are detached.
+* **Inference** (§2.9): the logits are averaged over levels and the prediction is σ(mean logit) > 0.5. The
+  network in ``eval()`` mode returns ``[0, mean logit]`` as two-class logits, and the trainer writes a binary
+  label set (background, target) into its results folder's dataset.json, so the stock ``nnUNetv2_predict``
+  writes {0, 1} masks at the input size. The number of levels travels in the plans copy of the results
+  folder (configuration key ``nnunet_ext_gaze_levels``), where the predictor's call of
+  :meth:`build_network_architecture` reads it.
+
+Online validation scores each level against its own pseudo-mask (nnU-Net's pseudo Dice per region). The
+final validation exports binary predictions and scores them against gaze level 1 (the loosest pseudo-mask);
+the true masks of the training images (labelsTrReference) are never read here: evaluate against them with
+``nnunet_ext evaluate``. The state is the L networks and the optimizer, so ``--c`` needs nothing extra.
+Options are class attributes; a variant subclass changes them (``nnUNetTrainerGazeSup_pure``).
+"""
+from typing import Dict, List, Union
+
+import torch
+
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.label_handling.label_handling import LabelManager
+
+from nnunet_ext.level_consistency import level_agreement, propagate_features
+from nnunet_ext.losses import SummedBinaryCrossEntropy
+from nnunet_ext.networks import MultiLevelUNet
+from nnunet_ext.trainers.loss_terms import nnUNetTrainerLossTerms
+
+PLANS_LEVELS_KEY = "nnunet_ext_gaze_levels"
+"""Configuration key, in the results folder's plans.json, holding the number of level networks."""
+CONSISTENCY_MODES = ("pure", "prop")
+
+
+def gaze_level_count(dataset_json: dict, label_manager: LabelManager) -> int:
+    """L of a gaze dataset: its regions must be the nested levels {k, …, L}, k = 1…L (in any order)."""
+    name = dataset_json.get("name", "this dataset")
+    if not label_manager.has_regions:
+        raise ValueError(
+            f"nnUNetTrainerGazeSup needs gaze levels declared as nested regions in dataset.json "
+            f"(gaze_level_k: [k, ..., L] with regions_class_order), but {name} has plain labels "
+            f"{dataset_json.get('labels')}. A one-level pseudo-mask is ordinary supervision: train it with "
+            f"nnUNetTrainer. Convert gaze data with `nnunet_ext convert kvasir --gaze-csv ...`.")
+    regions = [set(r) if isinstance(r, tuple) else {r} for r in label_manager.foreground_regions]
+    num_levels = len(regions)
+    expected = [set(range(k, num_levels + 1)) for k in range(1, num_levels + 1)]
+    if sorted(regions, key=len, reverse=True) != expected:
+        raise ValueError(f"the regions of {name} ({dataset_json.get('labels')}) are not nested gaze levels "
+                         f"[1..L], [2..L], ..., [L] of an ordinal label map")
+    if num_levels < 2:
+        raise ValueError(f"{name} has one gaze level; GazeSup's consistency needs at least two")
+    return num_levels
+
+
+def binary_dataset_json(dataset_json: dict) -> dict:
+    """The dataset.json the predictor reads: background and the gaze target (``gaze.target``, e.g. polyp)."""
+    binary = {k: v for k, v in dataset_json.items() if k not in ("labels", "regions_class_order")}
+    binary["labels"] = {"background": 0, dataset_json.get("gaze", {}).get("target", "foreground"): 1}
+    binary["nnunet_ext_training_labels"] = {"labels": dataset_json["labels"],
+                                            "regions_class_order": dataset_json.get("regions_class_order")}
+    return binary
+
+
+class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
+    consistency_mode: str = "prop"
+    """``prop``: propagated logits pulled towards the peers (paper default); ``pure``: plain logits."""
+    consistency_weight: float = 3.0
+    """λ of spec §2.7."""
+    propagation_kernel_size: int = 5
+    propagation_dilation: int = 2
+    logged_terms = ("loss_bce", "loss_consistency")
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        if self.consistency_mode not in CONSISTENCY_MODES:
+            raise ValueError(f"{type(self).__name__}.consistency_mode must be one of {CONSISTENCY_MODES}, "
+                             f"got {self.consistency_mode!r}")
+        if self.label_manager.has_ignore_label:
+            raise NotImplementedError(f"{type(self).__name__} does not support datasets with an 'ignore' label")
+        self.num_levels = gaze_level_count(dataset_json, self.label_manager)
+        self.plans_manager.plans["configurations"][configuration][PLANS_LEVELS_KEY] = self.num_levels
+        self.configuration_manager.configuration[PLANS_LEVELS_KEY] = self.num_levels
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True) -> torch.nn.Module:
+        """L one-output U-Nets of the plans; in eval mode they answer two-class logits (see module doc)."""
+        num_levels = configuration_manager.configuration.get(PLANS_LEVELS_KEY)
+        if num_levels is None:
+            raise RuntimeError(f"the plans' configuration has no '{PLANS_LEVELS_KEY}': the GazeSup network is "
+                               f"built from the plans.json that nnUNetTrainerGazeSup writes to its results folder")
+        unet = nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels, 1,
+                                                        enable_deep_supervision)
+        return MultiLevelUNet(unet, num_levels)
+
+    def _build_loss(self):
+        """nnU-Net's region loss with its deep-supervision weights, but BCE only (spec §2.12)."""
+        loss = super()._build_loss()
+        if isinstance(loss, DeepSupervisionWrapper):
+            loss.loss = SummedBinaryCrossEntropy()
+            return loss
+        return SummedBinaryCrossEntropy()
+
+    def set_deep_supervision_enabled(self, enabled: bool) -> None:
+        for level in self.trained_network.levels:
+            level.decoder.deep_supervision = enabled
+
+    def inference_dataset_json(self) -> dict:
+        """Background and the gaze target: what the level-averaged inference network answers."""
+        return binary_dataset_json(self.dataset_json)
+
+    def consistency(self, output: Union[torch.Tensor, List[torch.Tensor]]) -> torch.Tensor:
+        """(C_1, …, C_L) at full resolution, in the configured mode."""
+        network = self.trained_network
+        features = network.last_features()
+        logits = output[0] if isinstance(output, (list, tuple)) else output
+        if self.consistency_mode == "pure":
+            return level_agreement(logits, logits)
+        propagated = torch.cat([
+            network.final_segmentation_layer(k)(
+                propagate_features(f, self.propagation_kernel_size, self.propagation_dilation).to(f.dtype))
+            for k, f in enumerate(features)], 1)
+        return level_agreement(propagated, logits)
+
+    def compute_loss(self, output: Union[torch.Tensor, List[torch.Tensor]],
+                     target: Union[torch.Tensor, List[torch.Tensor]]) -> Dict[str, torch.Tensor]:
+        """Σ_k BCE(z_k, Y_k) + λ Σ_k C_k; logs the BCE sum and the mean C_k."""
+        supervised = self.loss(output, target)
+        consistency = self.consistency(output)
+        return {"loss": supervised + self.consistency_weight * consistency.sum(), "loss_bce": supervised,
+                "loss_consistency": consistency.mean()}
+
+    def train_step(self, batch: dict) -> dict:
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"]
+        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
+            else target.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            terms = self.compute_loss(self.network(data), target)
+        return self.optimize(terms)
+
+    def on_validation_epoch_start(self) -> None:
+        super().on_validation_epoch_start()
+        self.trained_network.returns_levels_in_eval = True
+
+    def on_validation_epoch_end(self, val_outputs: List[dict]) -> None:
+        self.trained_network.returns_levels_in_eval = False
+        super().on_validation_epoch_end(val_outputs)
+
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        """nnU-Net's validation with binary exports, scored against gaze level 1 (the loosest pseudo-mask)."""
+        trained_json, trained_labels = self.dataset_json, self.label_manager
+        level_1 = list(range(1, self.num_levels + 1))
+        self.dataset_json = self.inference_dataset_json()
+        self.label_manager = self.plans_manager.get_label_manager(
+            {"labels": {"background": 0, "gaze_level_1": level_1}, "regions_class_order": [1]})
+        self.print_to_log_file("GazeSup validation: binary predictions (mean level logit > 0) scored against the "
+                               f"gaze level 1 pseudo-masks (ordinal values {level_1}), not true masks; evaluate "
+                               "against labelsTrReference with `nnunet_ext evaluate`.", also_print_to_console=True)
+        try:
+            super().perform_actual_validation(save_probabilities)
+        finally:
+            self.dataset_json, self.label_manager = trained_json, trained_labels
+
+
+class nnUNetTrainerGazeSup_pure(nnUNetTrainerGazeSup):
+    """GazeSup with the ``pure`` consistency (no feature propagation)."""
+
+    consistency_mode = "pure"

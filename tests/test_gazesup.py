@@ -1,0 +1,247 @@
+"""GazeSup is real: L separate level networks, each fitted to its own level's pseudo-mask; the consistency term
+is non-zero, logged and reaches the networks in both ``pure`` and ``prop`` modes; its pieces match values
+computed independently; and end to end, as a user types it, nnUNetv2_train → stock nnUNetv2_predict writes
+binary masks → nnunet_ext evaluate, plus ``--c`` resume."""
+import json
+import os
+import subprocess
+import sys
+from itertools import product
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from nnunet_ext.cli import main as nnunet_ext
+from nnunet_ext.dataset_conversion.synthetic import write_synthetic_gaze_dataset
+from nnunet_ext.environment import ext_trainer_path_with_shim
+from nnunet_ext.level_consistency import level_agreement, propagate_features
+from nnunet_ext.losses import SummedBinaryCrossEntropy
+from nnunet_ext.networks import MultiLevelUNet
+from nnunet_ext.trainers import nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_pure
+from nnunet_ext.trainers.nnUNetTrainerGazeSup import PLANS_LEVELS_KEY
+
+DATASET_ID = 980
+EXT_TRAINERS = str(Path(__file__).parent / "ext_trainers")
+
+
+def test_level_agreement_matches_the_formula_and_stops_peer_gradients():
+    rng = np.random.default_rng(0)
+    z = torch.tensor(rng.normal(0, 2, (2, 3, 4, 5)), dtype=torch.float32, requires_grad=True)
+    peers = torch.tensor(rng.normal(0, 2, (2, 3, 4, 5)), dtype=torch.float32, requires_grad=True)
+    terms = level_agreement(z, peers)
+    s, t = 1 / (1 + np.exp(-z.detach().numpy())), 1 / (1 + np.exp(-peers.detach().numpy()))
+    for i in range(3):
+        expected = -np.mean([np.mean((1 - s[:, i]) * (1 - t[:, j]) + s[:, i] * t[:, j]) for j in range(3) if j != i])
+        assert terms[i].item() == pytest.approx(expected, rel=1e-5)
+    assert torch.all(terms <= 0) and torch.all(terms >= -1)
+    terms.sum().backward()
+    assert z.grad.abs().sum() > 0 and peers.grad is None
+    with pytest.raises(ValueError, match="at least 2 levels"):
+        level_agreement(z[:, :1], peers[:, :1])
+
+
+def brute_force_propagation(features: np.ndarray, kernel_size: int, dilation: int) -> np.ndarray:
+    batch, channels, height, width = features.shape
+    radius = (kernel_size // 2) * dilation
+    out = np.zeros_like(features)
+    for b, y, x in product(range(batch), range(height), range(width)):
+        neighbours = []
+        for dy, dx in product(range(-radius, radius + 1, dilation), repeat=2):
+            inside = 0 <= y + dy < height and 0 <= x + dx < width
+            neighbours.append(features[b, :, y + dy, x + dx] if inside else np.zeros(channels))
+        logits = np.array([max(0.0, float(features[b, :, y, x] @ q)) for q in neighbours])
+        weights = np.exp(logits - logits.max())
+        weights /= weights.sum()
+        out[b, :, y, x] = sum(w * q for w, q in zip(weights, neighbours))
+    return out
+
+
+def test_feature_propagation_matches_brute_force():
+    features = np.random.default_rng(1).normal(0, 1, (2, 3, 7, 6))
+    ours = propagate_features(torch.tensor(features, dtype=torch.float64), 5, 2).double().numpy()
+    np.testing.assert_allclose(ours, brute_force_propagation(features.astype(np.float32), 5, 2), atol=1e-5)
+    small = propagate_features(torch.tensor(features, dtype=torch.float64), 3, 1).double().numpy()
+    np.testing.assert_allclose(small, brute_force_propagation(features.astype(np.float32), 3, 1), atol=1e-5)
+
+
+def test_summed_bce_is_the_sum_of_per_level_means():
+    rng = np.random.default_rng(2)
+    logits = torch.tensor(rng.normal(0, 1, (2, 3, 4, 4)), dtype=torch.float32)
+    target = torch.tensor(rng.integers(0, 2, (2, 3, 4, 4)), dtype=torch.bool)
+    expected = sum(F.binary_cross_entropy_with_logits(logits[:, k], target[:, k].float()) for k in range(3))
+    assert SummedBinaryCrossEntropy()(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def tiny_unet() -> torch.nn.Module:
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    return PlainConvUNet(3, 3, (4, 8, 16), torch.nn.Conv2d, 3, (1, 2, 2), 1, 1, (1, 1), True,
+                         torch.nn.InstanceNorm2d, {"affine": True}, nonlin=torch.nn.LeakyReLU, deep_supervision=True)
+
+
+def test_multi_level_unet_levels_are_separate_and_eval_returns_the_mean_logit():
+    network = MultiLevelUNet(tiny_unet(), 3)
+    assert len(network.levels) == 3
+    first, *others = [dict(level.named_parameters()) for level in network.levels]
+    for other in others:
+        assert all(torch.equal(first[k], other[k]) and first[k].data_ptr() != other[k].data_ptr() for k in first)
+    x = torch.randn(2, 3, 16, 16)
+    network.train()
+    training = network(x)
+    assert [tuple(o.shape) for o in training] == [(2, 3, 16, 16), (2, 3, 8, 8)]
+    assert [tuple(f.shape) for f in network.last_features()] == [(2, 4, 16, 16)] * 3
+    network.eval()
+    with torch.no_grad():
+        for level in network.levels[1:]:
+            level.decoder.seg_layers[-1].bias.add_(torch.randn(1))
+        inference = network(x)
+        per_level = torch.cat([level(x)[0] for level in network.levels], 1)
+    assert inference.shape == (2, 2, 16, 16)
+    assert torch.all(inference[:, 0] == 0)
+    torch.testing.assert_close(inference[:, 1], per_level.mean(1))
+
+
+@pytest.fixture(scope="module")
+def gaze_dataset(nnunet_folders) -> Path:
+    raw = write_synthetic_gaze_dataset(DATASET_ID, "SynthGaze", num_training=6, num_test=2, size=48,
+                                       raw_root=nnunet_folders["nnUNet_raw"])
+    nnunet_ext(["plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-np", "1", "-npfp", "1"])
+    return Path(raw)
+
+
+def make_trainer(cls, nnunet_folders, **attributes):
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    folder = next(Path(nnunet_folders["nnUNet_preprocessed"]).glob(f"Dataset{DATASET_ID}_*"))
+    plans, dataset_json = load_json(str(folder / "nnUNetPlans.json")), load_json(str(folder / "dataset.json"))
+    trainer = type(cls.__name__, (cls,), attributes)(dict(plans, continue_training=False), "2d", 0, dataset_json,
+                                                     torch.device("cpu"))
+    trainer.initialize()
+    trainer.dataloader_train, trainer.dataloader_val = trainer.get_dataloaders()
+    trainer.set_deep_supervision_enabled(True)
+    trainer.network.train()
+    return trainer
+
+
+def test_each_level_network_is_fitted_to_its_own_level(gaze_dataset, nnunet_folders):
+    """Without consistency, level k's loss moves only network k, towards target k: with target 1 all
+    foreground and target 2 all background, one step raises level 1's probability and lowers level 2's."""
+    trainer = make_trainer(nnUNetTrainerGazeSup, nnunet_folders, consistency_weight=0.0)
+    network = trainer.trained_network
+    assert trainer.num_levels == 2 and len(network.levels) == 2
+    assert trainer.configuration_manager.configuration[PLANS_LEVELS_KEY] == 2
+    batch = next(trainer.dataloader_train)
+    assert batch["target"][0].shape[1] == 2
+    output = network(batch["data"])
+    for k in range(2):
+        level_loss = trainer.loss([o[:, k:k + 1] for o in output], [t[:, k:k + 1] for t in batch["target"]])
+        grads = [torch.autograd.grad(level_loss, list(level.parameters()), retain_graph=True, allow_unused=True)
+                 for level in network.levels]
+        norms = [sum(float(g.abs().sum()) for g in level_grads if g is not None) for level_grads in grads]
+        assert norms[k] > 0 and norms[1 - k] == 0, norms
+    network.last_features()
+
+    def foreground_probability():
+        with torch.no_grad():
+            return torch.sigmoid(network(batch["data"])[0]).mean((0, 2, 3))
+
+    before = foreground_probability()
+    ones_and_zeros = [torch.stack((torch.ones_like(t[:, 0]), torch.zeros_like(t[:, 1])), 1)
+                      for t in batch["target"]]
+    trainer.train_step({"data": batch["data"], "target": ones_and_zeros})
+    after = foreground_probability()
+    assert after[0] > before[0] and after[1] < before[1], (before, after)
+
+
+@pytest.mark.parametrize("cls", [nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_pure])
+def test_consistency_is_nonzero_logged_and_reaches_every_level(cls, gaze_dataset, nnunet_folders):
+    trainer = make_trainer(cls, nnunet_folders)
+    captured = {}
+    compute_loss = trainer.compute_loss
+
+    def capturing(output, target):
+        terms = compute_loss(output, target)
+        for k, level in enumerate(trainer.trained_network.levels):
+            grads = torch.autograd.grad(terms["loss_consistency"], list(level.parameters()), retain_graph=True,
+                                        allow_unused=True)
+            captured[k] = sum(float(g.abs().sum()) for g in grads if g is not None)
+        captured["value"] = terms["loss_consistency"].item()
+        return terms
+
+    trainer.compute_loss = capturing
+    outputs = trainer.train_step(next(trainer.dataloader_train))
+    assert -1 <= captured["value"] < 0
+    assert captured[0] > 0 and captured[1] > 0
+    assert float(outputs["loss_consistency"]) == pytest.approx(captured["value"], rel=1e-5)
+    assert float(outputs["loss"]) == pytest.approx(float(outputs["loss_bce"]) + 3 * 2 * captured["value"], rel=1e-4)
+
+
+def test_prop_and_pure_consistency_differ_on_the_same_output(gaze_dataset, nnunet_folders):
+    trainer = make_trainer(nnUNetTrainerGazeSup, nnunet_folders)
+    batch = next(trainer.dataloader_train)
+    with torch.no_grad():
+        output = trainer.network(batch["data"])
+        features = trainer.trained_network.last_features()
+        trainer.trained_network._taps[0].features, trainer.trained_network._taps[1].features = features
+        propagated = trainer.consistency(output)
+        trainer.consistency_mode = "pure"
+        pure = trainer.consistency(output)
+    assert propagated.shape == pure.shape == (2,)
+    assert not torch.allclose(propagated, pure)
+
+
+def test_plain_label_dataset_is_refused_with_a_clear_error(nnunet_folders):
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
+    from nnunet_ext.trainers.nnUNetTrainerGazeSup import gaze_level_count
+    with pytest.raises(ValueError, match="nested regions"):
+        gaze_level_count({"name": "X", "labels": {"background": 0, "polyp": 1}},
+                         LabelManager({"background": 0, "polyp": 1}, None))
+    with pytest.raises(ValueError, match="not nested"):
+        labels = {"background": 0, "a": [1, 2], "b": [1]}
+        gaze_level_count({"name": "X", "labels": labels}, LabelManager(labels, [1, 2]))
+
+
+def run(*command: str, **env_extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, nnUNet_extTrainer=ext_trainer_path_with_shim(EXT_TRAINERS), **env_extra)
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+def test_train_predict_evaluate_and_resume(gaze_dataset, nnunet_folders, tmp_path):
+    from PIL import Image
+    smoke = "nnUNetTrainerGazeSup_smoke"
+    run("nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", smoke, "-device", "cpu")
+    model = next(Path(nnunet_folders["nnUNet_results"]).glob(f"Dataset{DATASET_ID}_*")) / f"{smoke}__nnUNetPlans__2d"
+    fold = model / "fold_0"
+    saved = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert {k.split(".")[1] for k in saved["network_weights"]} == {"0", "1"}
+    logged = saved["logging"]
+    assert len(logged["loss_bce"]) == len(logged["loss_consistency"]) == 2
+    assert all(-1 <= v < 0 for v in logged["loss_consistency"])
+    assert (fold / "progress.png").is_file()
+    assert json.loads((model / "dataset.json").read_text())["labels"] == {"background": 0, "lesion": 1}
+    assert json.loads((model / "plans.json").read_text())["configurations"]["2d"][PLANS_LEVELS_KEY] == 2
+    assert sorted(p.name for p in (fold / "validation").glob("*.png"))
+
+    prediction = tmp_path / "pred"
+    run("nnUNetv2_predict", "-i", str(gaze_dataset / "imagesTs"), "-o", str(prediction), "-d", str(DATASET_ID),
+        "-c", "2d", "-f", "0", "-tr", smoke, "-device", "cpu", "-npp", "0", "-nps", "0")
+    for image in sorted((gaze_dataset / "imagesTs").glob("*.png")):
+        predicted = np.asarray(Image.open(prediction / image.name.replace("_0000.png", ".png")))
+        assert predicted.shape == np.asarray(Image.open(image)).shape[:2]
+        assert set(np.unique(predicted)) <= {0, 1}
+    run(sys.executable, "-m", "nnunet_ext.cli", "evaluate", "-ref", str(gaze_dataset / "labelsTs"),
+        "-pred", str(prediction), "-o", str(tmp_path / "summary.json"), "--voxel-units")
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["mean"]) == {"1"} and {"Dice", "Jaccard"} <= set(summary["mean"]["1"])
+
+    os.replace(fold / "checkpoint_final.pth", fold / "checkpoint_latest.pth")
+    run("nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", smoke, "-device", "cpu", "--c",
+        NNUNET_EXT_TEST_EPOCHS="3")
+    resumed = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    assert resumed["current_epoch"] == 3
+    assert resumed["logging"]["loss_consistency"][:2] == logged["loss_consistency"]
+    assert len(resumed["logging"]["loss_consistency"]) == 3
+    assert not all(torch.equal(saved["network_weights"][k], v) for k, v in resumed["network_weights"].items())
