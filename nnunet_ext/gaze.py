@@ -318,6 +318,46 @@ def decode_levels(ordinal: np.ndarray, level: int) -> np.ndarray:
     return np.asarray(ordinal) >= level
 
 
+GAZE_REFERENCE = ("Zhong et al., Weakly-supervised Medical Image Segmentation with Gaze Annotations, MICCAI 2024 "
+                  "(GazeMedSeg fixations)")
+
+
+def gaze_labels(num_levels: int) -> Tuple[Dict[str, object], Optional[List[int]]]:
+    """dataset.json ``labels`` and ``regions_class_order`` for ``num_levels`` nested gaze levels.
+
+    ``gaze_level_k`` is the region of the ordinal values k…L; region order [1, …, L] paints the stricter levels
+    last, so nnU-Net's conversion of region predictions to a label map gives back the ordinal map. nnU-Net
+    only counts a dataset as region-based if some region has more than one value, so one level is a plain label.
+    """
+    if num_levels == 1:
+        return {"background": 0, "gaze_level_1": 1}, None
+    labels: Dict[str, object] = {"background": 0}
+    for k in range(1, num_levels + 1):
+        labels[f"gaze_level_{k}"] = list(range(k, num_levels + 1))
+    return labels, list(range(1, num_levels + 1))
+
+
+def gaze_dataset_entries(target: str, csv_path: str, sigma: float,
+                         thresholds: Sequence[float]) -> Tuple[Dict[str, object], dict]:
+    """``labels`` and the other dataset.json entries of a gaze-supervised dataset: ``regions_class_order``,
+    ``reference_gaze`` and ``gaze`` (the target structure, σ, each level's threshold, the CRF parameters and
+    the rules that made the pseudo-masks). A converter adds its own details to ``gaze``."""
+    labels, order = gaze_labels(len(thresholds))
+    extra: dict = {} if order is None else {"regions_class_order": order}
+    extra["reference_gaze"] = GAZE_REFERENCE
+    extra["gaze"] = {
+        "target": target, "csv": os.path.basename(csv_path), "sigma": sigma, "thresholds": list(thresholds),
+        "levels": {f"gaze_level_{k}": {"threshold": t, "ordinal_values": list(range(k, len(thresholds) + 1))}
+                   for k, t in enumerate(thresholds, start=1)},
+        "crf": asdict(CrfParameters()),
+        "heatmap": "duration-weighted fixations at pixel (floor(y*H), floor(x*W)), scipy gaussian_filter "
+                   "(truncate 4, reflect), min-max normalised",
+        "soft_map": "dense-CRF foreground marginal (pydensecrf2, bilateral Potts kernel only)",
+        "level_rule": "gaze_level_k = CRF map >= k-th smallest threshold = ordinal label >= k",
+    }
+    return labels, extra
+
+
 def resolve_settings(preset: str = "kvasir", sigma: Optional[float] = None,
                      thresholds: Optional[Sequence[float]] = None,
                      levels: Optional[int] = None) -> Tuple[float, Tuple[float, ...]]:

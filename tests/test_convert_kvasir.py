@@ -12,7 +12,8 @@ from PIL import Image
 
 from nnunet_ext import gaze
 from nnunet_ext.cli import main
-from nnunet_ext.dataset_conversion.kvasir import gaze_labels, split_ids
+from nnunet_ext.dataset_conversion.kvasir import split_ids
+from nnunet_ext.gaze import gaze_labels
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from nnunet_ext.environment import ext_trainer_path_with_shim

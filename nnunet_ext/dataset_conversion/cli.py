@@ -11,6 +11,7 @@ from typing import Dict
 CONVERTERS: Dict[str, str] = {
     "la": "nnunet_ext.dataset_conversion.la2018",
     "kvasir": "nnunet_ext.dataset_conversion.kvasir",
+    "nci_isbi": "nnunet_ext.dataset_conversion.nci_isbi",
 }
 """Converter name on the command line -> module path."""
 

@@ -32,7 +32,7 @@ the pseudo-masks (the CRF is the slow part) run in a pool of ``-np`` workers, in
 import argparse
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -44,26 +44,7 @@ from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
 CHANNEL_NAMES = {"0": "R", "1": "G", "2": "B"}
 MASK_LABELS = {"background": 0, "polyp": 1}
 FILE_ENDING = ".png"
-REFERENCES = {
-    "kvasir": "Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020",
-    "gaze": "Zhong et al., Weakly-supervised Medical Image Segmentation with Gaze Annotations, MICCAI 2024 "
-            "(GazeMedSeg fixations)",
-}
-
-
-def gaze_labels(num_levels: int) -> Tuple[Dict[str, object], Optional[List[int]]]:
-    """dataset.json ``labels`` and ``regions_class_order`` for ``num_levels`` nested gaze levels.
-
-    ``gaze_level_k`` is the region of the ordinal values k…L; region order [1, …, L] paints the stricter levels
-    last, so nnU-Net's conversion of region predictions to a label map gives back the ordinal map. nnU-Net
-    only counts a dataset as region-based if some region has more than one value, so one level is a plain label.
-    """
-    if num_levels == 1:
-        return {"background": 0, "gaze_level_1": 1}, None
-    labels: Dict[str, object] = {"background": 0}
-    for k in range(1, num_levels + 1):
-        labels[f"gaze_level_{k}"] = list(range(k, num_levels + 1))
-    return labels, list(range(1, num_levels + 1))
+REFERENCE = "Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020"
 
 
 def list_cases(input_folder: str) -> Dict[str, Tuple[str, str]]:
@@ -168,7 +149,7 @@ def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.
                       "rule": "round(test_fraction * N) ids drawn by numpy.random.default_rng(seed)"
                               ".permutation over the sorted ids"}
     split_info.update(num_train=len(train), num_test=len(test))
-    extra = {"name": "Kvasir-SEG", "reference": REFERENCES["kvasir"], "kvasir_split": split_info}
+    extra = {"name": "Kvasir-SEG", "reference": REFERENCE, "kvasir_split": split_info}
     tasks = []
     if gaze_csv is None:
         labels: Dict[str, object] = MASK_LABELS
@@ -182,24 +163,12 @@ def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.
             raise ValueError(f"{gaze_csv} has no fixations for {len(without_gaze)} training image(s): "
                              f"{', '.join(without_gaze[:10])}")
         gaze.require_densecrf()
-        labels, order = gaze_labels(len(ordered))
-        if order is not None:
-            extra["regions_class_order"] = order
+        labels, gaze_entries = gaze.gaze_dataset_entries("polyp", gaze_csv, sigma, ordered)
+        extra.update(gaze_entries)
         extra["description"] = ("Kvasir-SEG polyps with GazeSup gaze pseudo-masks: labelsTr = ordinal map of the "
                                 "levels (value = number of thresholds the dense-CRF map of the gaze heatmap "
                                 "reaches); labelsTrReference = true masks of the training images, for reporting "
                                 "only; labelsTs = true masks (1 = polyp)")
-        extra["reference_gaze"] = REFERENCES["gaze"]
-        extra["gaze"] = {
-            "target": "polyp", "csv": os.path.basename(gaze_csv), "sigma": sigma, "thresholds": list(ordered),
-            "levels": {f"gaze_level_{k}": {"threshold": t, "ordinal_values": list(range(k, len(ordered) + 1))}
-                       for k, t in enumerate(ordered, start=1)},
-            "crf": asdict(gaze.CrfParameters()),
-            "heatmap": "duration-weighted fixations at pixel (floor(y*H), floor(x*W)), scipy gaussian_filter "
-                       "(truncate 4, reflect), min-max normalised",
-            "soft_map": "dense-CRF foreground marginal (pydensecrf2, bilateral Potts kernel only)",
-            "level_rule": "gaze_level_k = CRF map >= k-th smallest threshold = ordinal label >= k",
-        }
         tasks = [_Case(i, True, *cases[i], fixations[i], sizes.get(i), sigma, ordered) for i in train]
     tasks += [_Case(i, False, *cases[i]) for i in test]
     writer = RawDatasetWriter(dataset_id, name or ("KvasirGaze" if gaze_csv else "Kvasir"), CHANNEL_NAMES, labels,

@@ -16,8 +16,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy.ndimage import binary_dilation, binary_erosion, gaussian_filter
 
-from nnunet_ext.dataset_conversion.kvasir import gaze_labels
 from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
+from nnunet_ext.gaze import gaze_labels
 
 
 def synthetic_case(rng: np.random.Generator, shape: Sequence[int],
