@@ -11,6 +11,7 @@ decoder features averaged over a dilated neighbourhood with affinities softmax_q
 passed through the level's own segmentation layer. C_i ∈ [−1, 0].
 """
 from itertools import product
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch.nn import functional as F
@@ -34,23 +35,79 @@ def level_agreement(logits: torch.Tensor, peer_logits: torch.Tensor) -> torch.Te
     return torch.stack(terms)
 
 
-def propagate_features(features: torch.Tensor, kernel_size: int = 5, dilation: int = 2) -> torch.Tensor:
-    """f̃_p = Σ_q a_pq f_q with a_pq = softmax_q(max(0, ⟨f_p, f_q⟩)) over the ``kernel_size``^d positions q of
-    a grid with ``dilation`` around p (spec §2.6: 5 × 5, dilation 2; zero padding outside the image).
+def _shifted(padded: torch.Tensor, offset: Tuple[int, ...], radius: int, spatial: Sequence[int]) -> torch.Tensor:
+    """The view of a tensor zero-padded by ``radius`` whose voxel p holds the original voxel p + offset."""
+    return padded[(slice(None), slice(None)) + tuple(slice(radius + o, radius + o + n) for o, n in zip(offset, spatial))]
 
-    Works on ``(B, C, *spatial)`` with 2-D or 3-D ``spatial``, in float32. The neighbours are shifted views of
-    one padded tensor, so memory stays a few feature maps whatever the grid size; gradients flow through the
-    affinities and the features.
+
+class _NeighbourDotProducts(torch.autograd.Function):
+    """D_o(p) = ⟨f_p, f_{p+o}⟩ for several offsets o, stacked as ``(B, O, *spatial)`` (zero features outside).
+
+    Autograd of the plain expression would keep one padded C-channel gradient per offset; this backward
+    accumulates ∂/∂f_p = Σ_o g_o(p) f_{p+o} + g_o(p−o) f_{p−o} in place into one buffer instead.
     """
-    features = features.float()
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor, offsets: List[Tuple[int, ...]], radius: int) -> torch.Tensor:
+        spatial = features.shape[2:]
+        padded = F.pad(features, [radius] * (2 * len(spatial)))
+        ctx.save_for_backward(features)
+        ctx.offsets, ctx.radius = offsets, radius
+        return torch.cat([(features * _shifted(padded, o, radius, spatial)).sum(1, keepdim=True) for o in offsets], 1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        features, = ctx.saved_tensors
+        spatial, radius = features.shape[2:], ctx.radius
+        padded = F.pad(features, [radius] * (2 * len(spatial)))
+        grad_padded = torch.zeros_like(padded)
+        centre = _shifted(grad_padded, tuple(0 for _ in spatial), radius, spatial)
+        for k, offset in enumerate(ctx.offsets):
+            g = grad[:, k:k + 1]
+            centre.addcmul_(g, _shifted(padded, offset, radius, spatial))
+            _shifted(grad_padded, offset, radius, spatial).addcmul_(g, features)
+        return centre.contiguous(), None, None
+
+
+def neighbourhood_affinity(features: torch.Tensor, kernel_size: int = 5, dilation: int = 2
+                           ) -> Tuple[torch.Tensor, List[Tuple[int, ...]]]:
+    """a_pq = softmax_q(max(0, ⟨f_p, f_q⟩)) over the ``kernel_size``^d positions q = p + o of a grid with
+    ``dilation`` (zero features outside the image), as ``(B, Q, *spatial)``, and the offsets o in that order.
+
+    ⟨f_p, f_{p+o}⟩ is ⟨f_{p'}, f_{p'−o}⟩ at p' = p + o, so the dot products of the offsets −o are shifted copies
+    of those of +o: half the passes over the C-channel features.
+    """
     spatial = features.shape[2:]
     radius = (kernel_size // 2) * dilation
-    padded = F.pad(features, [radius] * (2 * len(spatial)))
-    neighbours = [padded[(slice(None), slice(None)) + tuple(slice(o, o + n) for o, n in zip(offset, spatial))]
-                  for offset in product(range(0, 2 * radius + 1, dilation), repeat=len(spatial))]
-    affinity = torch.stack([torch.relu(torch.einsum("bc...,bc...->b...", features, q)) for q in neighbours], 1)
-    weights = torch.softmax(affinity, 1)
-    propagated = torch.zeros_like(features)
-    for k, q in enumerate(neighbours):
-        propagated = propagated + weights[:, k:k + 1] * q
+    offsets = list(product(range(-radius, radius + 1, dilation), repeat=len(spatial)))
+    positive = [o for o in offsets if o > tuple(-x for x in o)]
+    computed = _NeighbourDotProducts.apply(features, positive, radius)
+    padded = F.pad(computed, [radius] * (2 * len(spatial)))
+    dots: Dict[Tuple[int, ...], torch.Tensor] = {tuple(0 for _ in spatial): (features * features).sum(1, keepdim=True)}
+    for k, offset in enumerate(positive):
+        dots[offset] = computed[:, k:k + 1]
+        mirrored = tuple(-o for o in offset)
+        dots[mirrored] = _shifted(padded[:, k:k + 1], mirrored, radius, spatial)
+    affinity = torch.relu(torch.cat([dots[offset] for offset in offsets], 1))
+    return torch.softmax(affinity, 1), offsets
+
+
+def propagate(features: torch.Tensor, values: Optional[torch.Tensor] = None, kernel_size: int = 5,
+              dilation: int = 2) -> torch.Tensor:
+    """Σ_q a_pq v_q with the affinities of :func:`neighbourhood_affinity` (spec §2.6), in float32.
+
+    ``values`` default to the features themselves: f̃ = Σ_q a_pq f_q, the propagated features. Because the
+    affinities sum to 1 over q and a 1×1 segmentation layer is linear, its output on f̃ equals
+    ``propagate(f, W f) + b``; the trainer propagates the (bias-free) logits that way, a 1-channel sum instead of
+    a C-channel one, with the same value and gradients. Works on ``(B, C, *spatial)``, 2-D or 3-D.
+    """
+    features = features.float()
+    values = features if values is None else values.float()
+    spatial = features.shape[2:]
+    radius = (kernel_size // 2) * dilation
+    weights, offsets = neighbourhood_affinity(features, kernel_size, dilation)
+    padded = F.pad(values, [radius] * (2 * len(spatial)))
+    propagated = torch.zeros_like(values)
+    for k, offset in enumerate(offsets):
+        propagated = propagated + weights[:, k:k + 1] * _shifted(padded, offset, radius, spatial)
     return propagated

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from nnunet_ext.cli import main as nnunet_ext
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_gaze_dataset
 from nnunet_ext.environment import ext_trainer_path_with_shim
-from nnunet_ext.level_consistency import level_agreement, propagate_features
+from nnunet_ext.level_consistency import level_agreement, neighbourhood_affinity, propagate
 from nnunet_ext.losses import SummedBinaryCrossEntropy
 from nnunet_ext.networks import MultiLevelUNet
 from nnunet_ext.trainers import nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_pure
@@ -61,10 +61,29 @@ def brute_force_propagation(features: np.ndarray, kernel_size: int, dilation: in
 
 def test_feature_propagation_matches_brute_force():
     features = np.random.default_rng(1).normal(0, 1, (2, 3, 7, 6))
-    ours = propagate_features(torch.tensor(features, dtype=torch.float64), 5, 2).double().numpy()
+    ours = propagate(torch.tensor(features), kernel_size=5, dilation=2).double().numpy()
     np.testing.assert_allclose(ours, brute_force_propagation(features.astype(np.float32), 5, 2), atol=1e-5)
-    small = propagate_features(torch.tensor(features, dtype=torch.float64), 3, 1).double().numpy()
+    small = propagate(torch.tensor(features), kernel_size=3, dilation=1).double().numpy()
     np.testing.assert_allclose(small, brute_force_propagation(features.astype(np.float32), 3, 1), atol=1e-5)
+
+
+def test_affinity_gradients_match_finite_differences():
+    features = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda f: neighbourhood_affinity(f, 5, 2)[0], (features,))
+    assert torch.autograd.gradcheck(lambda f: neighbourhood_affinity(f, 3, 1)[0], (features,))
+
+
+def test_propagating_bias_free_logits_equals_the_layer_on_propagated_features():
+    """classifier(f̃) = propagate(f, W f) + b, values and gradients (how the trainer computes z̃)."""
+    layer = torch.nn.Conv2d(4, 1, 1)
+    features = torch.randn(2, 4, 9, 8, requires_grad=True)
+    reference = layer(propagate(features))
+    bias = layer.bias.view(1, 1, 1, 1)
+    cheap = propagate(features, layer(features) - bias) + bias
+    torch.testing.assert_close(cheap, reference, rtol=1e-5, atol=1e-5)
+    grads = [torch.autograd.grad(out.square().sum(), [features, layer.weight, layer.bias]) for out in (reference, cheap)]
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_summed_bce_is_the_sum_of_per_level_means():

@@ -13,8 +13,9 @@ map per image whose value is the number of CRF-map thresholds reached, declared 
   with BCE only (no Dice: the pseudo-masks are noisy), under nnU-Net's deep supervision, and C_k the
   multi-level consistency of :mod:`nnunet_ext.level_consistency` at full resolution: in ``prop`` mode (the
   paper's default) level k's *propagated* logit z̃_k — its last decoder features averaged over a 5 × 5,
-  dilation-2 neighbourhood with feature affinities, through its own segmentation layer — is pulled towards
-  the peers' plain predictions; in ``pure`` mode z_k itself is. The peers are detached.
+  dilation-2 neighbourhood with feature affinities, through its own segmentation layer (computed as the
+  equal, cheaper propagation of the bias-free logit) — is pulled towards the peers' plain predictions; in
+  ``pure`` mode z_k itself is. The peers are detached.
 * **Inference** (§2.9): the logits are averaged over levels and the prediction is σ(mean logit) > 0.5. The
   network in ``eval()`` mode returns ``[0, mean logit]`` as two-class logits, and the trainer writes a binary
   label set (background, target) into its results folder's dataset.json, so the stock ``nnUNetv2_predict``
@@ -36,7 +37,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-from nnunet_ext.level_consistency import level_agreement, propagate_features
+from nnunet_ext.level_consistency import level_agreement, propagate
 from nnunet_ext.losses import SummedBinaryCrossEntropy
 from nnunet_ext.networks import MultiLevelUNet
 from nnunet_ext.trainers.loss_terms import nnUNetTrainerLossTerms
@@ -124,18 +125,25 @@ class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
         """Background and the gaze target: what the level-averaged inference network answers."""
         return binary_dataset_json(self.dataset_json)
 
+    def propagated_logits(self, logits: torch.Tensor, features: List[torch.Tensor]) -> torch.Tensor:
+        """z̃_k = segmentation layer_k(f̃_k) for every level, computed as propagate(f_k, z_k − b_k) + b_k (equal,
+        since the layer is a 1×1 convolution and the affinities sum to 1; see ``propagate``)."""
+        propagated = []
+        for k, level_features in enumerate(features):
+            bias = self.trained_network.final_segmentation_layer(k).bias
+            bias = torch.zeros(1, device=logits.device) if bias is None else bias.float()
+            bias = bias.view(1, 1, *([1] * (logits.ndim - 2)))
+            propagated.append(propagate(level_features, logits[:, k:k + 1] - bias, self.propagation_kernel_size,
+                                        self.propagation_dilation) + bias)
+        return torch.cat(propagated, 1)
+
     def consistency(self, output: Union[torch.Tensor, List[torch.Tensor]]) -> torch.Tensor:
         """(C_1, …, C_L) at full resolution, in the configured mode."""
-        network = self.trained_network
-        features = network.last_features()
+        features = self.trained_network.last_features()
         logits = output[0] if isinstance(output, (list, tuple)) else output
         if self.consistency_mode == "pure":
             return level_agreement(logits, logits)
-        propagated = torch.cat([
-            network.final_segmentation_layer(k)(
-                propagate_features(f, self.propagation_kernel_size, self.propagation_dilation).to(f.dtype))
-            for k, f in enumerate(features)], 1)
-        return level_agreement(propagated, logits)
+        return level_agreement(self.propagated_logits(logits, features), logits)
 
     def compute_loss(self, output: Union[torch.Tensor, List[torch.Tensor]],
                      target: Union[torch.Tensor, List[torch.Tensor]]) -> Dict[str, torch.Tensor]:
