@@ -6,10 +6,13 @@ an empty nnU-Net tree of their own pass the folders to our functions or run comm
 """
 import os
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from nnunet_ext.environment import ext_trainer_path_with_shim
 
 NNUNET_TEST_ROOT = tempfile.mkdtemp(prefix="nnunet_ext_tests_")
 NNUNET_FOLDERS = {name: os.path.join(NNUNET_TEST_ROOT, name)
@@ -18,6 +21,7 @@ for _path in NNUNET_FOLDERS.values():
     os.makedirs(_path)
 os.environ.update(NNUNET_FOLDERS)
 os.environ.update({"nnUNet_def_n_proc": "2", "nnUNet_n_proc_DA": "0", "nnUNet_compile": "f"})
+TEST_TRAINERS = str(Path(__file__).parent / "ext_trainers")
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -41,3 +45,19 @@ def shared_data() -> Path:
 def nnunet_folders() -> dict:
     """The session's nnUNet_raw / _preprocessed / _results (already in os.environ)."""
     return dict(NNUNET_FOLDERS)
+
+
+def _run_command(*command: str, **env_extra: str) -> subprocess.CompletedProcess:
+    """Run a command as a user types it, with the short test trainer variants discoverable; on failure the
+    assertion shows the tail of its output. Output is decoded as UTF-8 whatever the locale says (tqdm's
+    bars are not ASCII, and CI may run under an ASCII locale)."""
+    env = dict(os.environ, nnUNet_extTrainer=ext_trainer_path_with_shim(TEST_TRAINERS), **env_extra)
+    result = subprocess.run(command, env=env, capture_output=True, encoding="utf-8", errors="replace")
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def run_command():
+    """``run_command(*command, **extra_env)``: see ``_run_command``."""
+    return _run_command

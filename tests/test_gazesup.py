@@ -4,7 +4,6 @@ computed independently; and end to end, as a user types it, nnUNetv2_train → s
 binary masks → nnunet_ext evaluate, plus ``--c`` resume."""
 import json
 import os
-import subprocess
 import sys
 from itertools import product
 from pathlib import Path
@@ -16,7 +15,6 @@ from torch.nn import functional as F
 
 from nnunet_ext.cli import main as nnunet_ext
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_gaze_dataset
-from nnunet_ext.environment import ext_trainer_path_with_shim
 from nnunet_ext.level_consistency import level_agreement, neighbourhood_affinity, propagate
 from nnunet_ext.losses import SummedBinaryCrossEntropy
 from nnunet_ext.networks import MultiLevelUNet
@@ -24,7 +22,6 @@ from nnunet_ext.trainers import nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_pure
 from nnunet_ext.trainers.nnUNetTrainerGazeSup import PLANS_LEVELS_KEY
 
 DATASET_ID = 980
-EXT_TRAINERS = str(Path(__file__).parent / "ext_trainers")
 
 
 def test_level_agreement_matches_the_formula_and_stops_peer_gradients():
@@ -221,17 +218,10 @@ def test_plain_label_dataset_is_refused_with_a_clear_error(nnunet_folders):
         gaze_level_count({"name": "X", "labels": labels}, LabelManager(labels, [1, 2]))
 
 
-def run(*command: str, **env_extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, nnUNet_extTrainer=ext_trainer_path_with_shim(EXT_TRAINERS), **env_extra)
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    return result
-
-
-def test_train_predict_evaluate_and_resume(gaze_dataset, nnunet_folders, tmp_path):
+def test_train_predict_evaluate_and_resume(gaze_dataset, nnunet_folders, run_command, tmp_path):
     from PIL import Image
     smoke = "nnUNetTrainerGazeSup_smoke"
-    run("nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", smoke, "-device", "cpu")
+    run_command("nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", smoke, "-device", "cpu")
     model = next(Path(nnunet_folders["nnUNet_results"]).glob(f"Dataset{DATASET_ID}_*")) / f"{smoke}__nnUNetPlans__2d"
     fold = model / "fold_0"
     saved = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
@@ -245,19 +235,19 @@ def test_train_predict_evaluate_and_resume(gaze_dataset, nnunet_folders, tmp_pat
     assert sorted(p.name for p in (fold / "validation").glob("*.png"))
 
     prediction = tmp_path / "pred"
-    run("nnUNetv2_predict", "-i", str(gaze_dataset / "imagesTs"), "-o", str(prediction), "-d", str(DATASET_ID),
+    run_command("nnUNetv2_predict", "-i", str(gaze_dataset / "imagesTs"), "-o", str(prediction), "-d", str(DATASET_ID),
         "-c", "2d", "-f", "0", "-tr", smoke, "-device", "cpu", "-npp", "0", "-nps", "0")
     for image in sorted((gaze_dataset / "imagesTs").glob("*.png")):
         predicted = np.asarray(Image.open(prediction / image.name.replace("_0000.png", ".png")))
         assert predicted.shape == np.asarray(Image.open(image)).shape[:2]
         assert set(np.unique(predicted)) <= {0, 1}
-    run(sys.executable, "-m", "nnunet_ext.cli", "evaluate", "-ref", str(gaze_dataset / "labelsTs"),
+    run_command(sys.executable, "-m", "nnunet_ext.cli", "evaluate", "-ref", str(gaze_dataset / "labelsTs"),
         "-pred", str(prediction), "-o", str(tmp_path / "summary.json"), "--voxel-units")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["mean"]) == {"1"} and {"Dice", "Jaccard"} <= set(summary["mean"]["1"])
 
     os.replace(fold / "checkpoint_final.pth", fold / "checkpoint_latest.pth")
-    run("nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", smoke, "-device", "cpu", "--c",
+    run_command("nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", smoke, "-device", "cpu", "--c",
         NNUNET_EXT_TEST_EPOCHS="3")
     resumed = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert resumed["current_epoch"] == 3

@@ -5,33 +5,22 @@ the plans' batch lowered to 2 for the CPU (a plans copy, as nnU-Net's documentat
 prediction of one test case → evaluate. UA-MT's certainty mask must keep a fraction strictly between 0 and 1.
 """
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
-from nnunet_ext.environment import ext_trainer_path_with_shim
-
 DATASET_ID = 801
-EXT_TRAINERS = str(Path(__file__).parent / "ext_trainers")
+NNUNET_EXT = (sys.executable, "-m", "nnunet_ext.cli")
 
 
-def run(*command: str) -> None:
-    env = dict(os.environ, nnUNet_extTrainer=ext_trainer_path_with_shim(EXT_TRAINERS))
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-
-
-def test_la_uamt_train_predict_evaluate(shared_data, nnunet_folders, tmp_path):
-    ext = [sys.executable, "-m", "nnunet_ext.cli"]
-    run(*ext, "convert", "la", "-i", str(shared_data / "LA_2018_h5"), "-d", str(DATASET_ID), "--num-labeled", "16",
-        "--only-present", "-np", "2")
+def test_la_uamt_train_predict_evaluate(shared_data, nnunet_folders, run_command, tmp_path):
+    run_command(*NNUNET_EXT, "convert", "la", "-i", str(shared_data / "LA_2018_h5"), "-d", str(DATASET_ID),
+        "--num-labeled", "16", "--only-present", "-np", "2")
     raw = Path(nnunet_folders["nnUNet_raw"]) / "Dataset801_LA"
     assert len(list((raw / "imagesTrUnlabeled").glob("*.nii.gz"))) == 24
-    run(*ext, "plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-np", "2", "-npfp", "2")
+    run_command(*NNUNET_EXT, "plan_and_preprocess", "-d", str(DATASET_ID), "-c", "2d", "-np", "2", "-npfp", "2")
 
     preprocessed = Path(nnunet_folders["nnUNet_preprocessed"]) / "Dataset801_LA"
     plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
@@ -42,7 +31,7 @@ def test_la_uamt_train_predict_evaluate(shared_data, nnunet_folders, tmp_path):
     (preprocessed / "splits_final.json").write_text(json.dumps([{"train": labeled[1:], "val": labeled[:1]}]))
 
     trainer = "nnUNetTrainerUAMT_smoke"
-    run("nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-p", "nnUNetPlansCPU", "-device", "cpu")
+    run_command("nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", trainer, "-p", "nnUNetPlansCPU", "-device", "cpu")
     fold = Path(nnunet_folders["nnUNet_results"]) / "Dataset801_LA" / f"{trainer}__nnUNetPlansCPU__2d" / "fold_0"
     logged = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)["logging"]
     assert all(0 < value < 1 for value in logged["certain_fraction"]), logged["certain_fraction"]
@@ -54,8 +43,9 @@ def test_la_uamt_train_predict_evaluate(shared_data, nnunet_folders, tmp_path):
     shutil.copy(test_case, inputs)
     shutil.copy(raw / "labelsTs" / test_case.name.replace("_0000", ""), reference)
     prediction = tmp_path / "pred"
-    run("nnUNetv2_predict", "-i", str(inputs), "-o", str(prediction), "-d", str(DATASET_ID), "-c", "2d", "-f", "0",
-        "-tr", trainer, "-p", "nnUNetPlansCPU", "-device", "cpu", "-npp", "0", "-nps", "0", "--disable_tta")
-    run(*ext, "evaluate", "-ref", str(reference), "-pred", str(prediction), "-o", str(tmp_path / "summary.json"))
+    run_command("nnUNetv2_predict", "-i", str(inputs), "-o", str(prediction), "-d", str(DATASET_ID), "-c", "2d",
+        "-f", "0", "-tr", trainer, "-p", "nnUNetPlansCPU", "-device", "cpu", "-npp", "0", "-nps", "0", "--disable_tta")
+    run_command(*NNUNET_EXT, "evaluate", "-ref", str(reference), "-pred", str(prediction),
+        "-o", str(tmp_path / "summary.json"))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["units"] == "mm" and 0 <= summary["mean"]["1"]["Dice"] <= 1

@@ -3,38 +3,27 @@ nnUNetv2_train with each trainer (short variants living outside the package) →
 nnunet_ext evaluate; plus ``--c`` resume restoring the teacher and the step counter bit for bit."""
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from nnunet_ext.environment import ext_trainer_path_with_shim
 
 TRAINERS = ["nnUNetTrainerMeanTeacher", "nnUNetTrainerUAMT", "nnUNetTrainerDTC", "nnUNetTrainerUGMCL"]
-EXT_TRAINERS = str(Path(__file__).parent / "ext_trainers")
 SOURCE_ID, DATASET_ID = 960, 961
 
 
-def run(*command: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, nnUNet_extTrainer=ext_trainer_path_with_shim(EXT_TRAINERS))
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    return result
-
-
-def nnunet_ext(*args: str) -> subprocess.CompletedProcess:
-    return run(sys.executable, "-m", "nnunet_ext.cli", *args)
+NNUNET_EXT = (sys.executable, "-m", "nnunet_ext.cli")
 
 
 @pytest.fixture(scope="module")
-def semisupervised_dataset(nnunet_folders) -> Path:
+def semisupervised_dataset(nnunet_folders, run_command) -> Path:
     from nnunet_ext.dataset_conversion.synthetic import write_synthetic_dataset
     write_synthetic_dataset(SOURCE_ID, "SynthFull", num_labeled=10, num_unlabeled=0, num_test=2,
                             raw_root=nnunet_folders["nnUNet_raw"])
-    nnunet_ext("make_semisupervised", "-d", str(SOURCE_ID), "-o", str(DATASET_ID), "--num-labeled", "5")
-    nnunet_ext("plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", "2", "-npfp", "2")
+    run_command(*NNUNET_EXT, "make_semisupervised", "-d", str(SOURCE_ID), "-o", str(DATASET_ID), "--num-labeled", "5")
+    run_command(*NNUNET_EXT, "plan_and_preprocess", "-d", str(DATASET_ID), "-c", "3d_fullres", "-np", "2", "-npfp", "2")
     raw = next(Path(nnunet_folders["nnUNet_raw"]).glob(f"Dataset{DATASET_ID}_*"))
     assert len(list((raw / "imagesTrUnlabeled").iterdir())) == 5
     return raw
@@ -46,9 +35,9 @@ def results_folder(nnunet_folders, trainer: str) -> Path:
 
 
 @pytest.mark.parametrize("trainer", TRAINERS)
-def test_train_predict_evaluate(trainer, semisupervised_dataset, nnunet_folders, tmp_path):
+def test_train_predict_evaluate(trainer, semisupervised_dataset, nnunet_folders, run_command, tmp_path):
     smoke = f"{trainer}_smoke"
-    run("nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", smoke, "-device", "cpu")
+    run_command("nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", smoke, "-device", "cpu")
     fold = results_folder(nnunet_folders, smoke) / "fold_0"
     checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert checkpoint["trainer_name"] == smoke
@@ -59,23 +48,23 @@ def test_train_predict_evaluate(trainer, semisupervised_dataset, nnunet_folders,
     assert (fold / "progress.png").is_file()
 
     prediction = tmp_path / "pred"
-    run("nnUNetv2_predict", "-i", str(semisupervised_dataset / "imagesTs"), "-o", str(prediction),
+    run_command("nnUNetv2_predict", "-i", str(semisupervised_dataset / "imagesTs"), "-o", str(prediction),
         "-d", str(DATASET_ID), "-c", "3d_fullres", "-f", "0", "-tr", smoke, "-device", "cpu",
         "-npp", "0", "-nps", "0", "--disable_tta")
     assert len(list(prediction.glob("*.nii.gz"))) == 2
-    nnunet_ext("evaluate", "-ref", str(semisupervised_dataset / "labelsTs"), "-pred", str(prediction),
-               "-o", str(tmp_path / "summary.json"))
+    run_command(*NNUNET_EXT, "evaluate", "-ref", str(semisupervised_dataset / "labelsTs"), "-pred", str(prediction),
+        "-o", str(tmp_path / "summary.json"))
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["mean"]) == {"1"} and 0 <= summary["mean"]["1"]["Dice"] <= 1
 
 
-def test_resume_restores_teacher_bit_for_bit(semisupervised_dataset, nnunet_folders):
+def test_resume_restores_teacher_bit_for_bit(semisupervised_dataset, nnunet_folders, run_command):
     """A finished 2-epoch run is continued to 3 epochs with ``--c``: the teacher, the step counter and the
     logged terms come back exactly as saved, and training goes on from there."""
     smoke = "nnUNetTrainerUAMT_smoke"
     fold = results_folder(nnunet_folders, smoke) / "fold_0"
     if not (fold / "checkpoint_final.pth").is_file():
-        run("nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", smoke, "-device", "cpu")
+        run_command("nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", smoke, "-device", "cpu")
     os.replace(fold / "checkpoint_final.pth", fold / "checkpoint_latest.pth")
     saved = torch.load(fold / "checkpoint_latest.pth", map_location="cpu", weights_only=False)
 
@@ -94,7 +83,7 @@ def test_resume_restores_teacher_bit_for_bit(semisupervised_dataset, nnunet_fold
 
     os.environ["NNUNET_EXT_TEST_EPOCHS"] = "3"
     try:
-        run("nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", smoke, "-device", "cpu", "--c")
+        run_command("nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", smoke, "-device", "cpu", "--c")
     finally:
         del os.environ["NNUNET_EXT_TEST_EPOCHS"]
     resumed = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
