@@ -4,12 +4,14 @@ Every step runs as the command a user would type, in its own process. Short or b
 trainer variants written as a small module into a folder that ``nnUNet_extTrainer`` lists, which is how a
 user adds schedule variants of their own.
 """
+import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, NamedTuple, Sequence
 
 from nnunet_ext.environment import ext_trainer_path_with_shim
 
@@ -59,6 +61,36 @@ def pipeline_environment(work: str, variants_folder: str) -> Dict[str, str]:
     env.setdefault("nnUNet_def_n_proc", "2")
     env.setdefault("nnUNet_compile", "f")
     return env
+
+
+class BudgetedRun(NamedTuple):
+    """The ``<trainer>_budget`` variants of a ``fold all`` experiment and the environment that finds them."""
+    epochs: int
+    iterations_per_epoch: int
+    variants: List[str]
+    env: Dict[str, str]
+
+
+def budgeted_run(work: str, trainers: Sequence[str], iterations: int, iterations_per_epoch: int) -> BudgetedRun:
+    """Write ``<trainer>_budget`` variants training ``iterations`` (rounded up to whole epochs of
+    ``iterations_per_epoch``) without the final validation, and nnU-Net's folders inside ``work``."""
+    epochs = max(1, math.ceil(iterations / iterations_per_epoch))
+    per_epoch = min(iterations, iterations_per_epoch)
+    variants_folder = os.path.join(work, "trainers")
+    variants = write_schedule_variants(variants_folder, trainers, "budget", epochs, per_epoch, val_iterations=5,
+                                       skip_final_validation=True)
+    return BudgetedRun(epochs, per_epoch, variants, pipeline_environment(work, variants_folder))
+
+
+def plans_with_batch_size(preprocessed_dataset: str, batch_size: int, configuration: str) -> str:
+    """Write a copy of nnUNetPlans with another batch size (same data) and return its identifier."""
+    with open(os.path.join(preprocessed_dataset, "nnUNetPlans.json")) as f:
+        plans = json.load(f)
+    plans["plans_name"] = "nnUNetPlansBudget"
+    plans["configurations"][configuration]["batch_size"] = batch_size
+    with open(os.path.join(preprocessed_dataset, "nnUNetPlansBudget.json"), "w") as f:
+        json.dump(plans, f, indent=1)
+    return "nnUNetPlansBudget"
 
 
 def console_script(name: str) -> str:

@@ -14,11 +14,10 @@ The training budget is a number of iterations (the paper: 6000 at batch 2 + 2); 
 """
 import argparse
 import json
-import math
 import os
 
-from nnunet_ext.pipeline import (STOCK_TRAINER, console_script, nnunet_ext_command, pipeline_environment, run_step,
-                                 write_schedule_variants)
+from nnunet_ext.pipeline import (STOCK_TRAINER, budgeted_run, console_script, nnunet_ext_command,
+                                 plans_with_batch_size, run_step)
 
 TRAINERS = [STOCK_TRAINER, "nnUNetTrainerMeanTeacher", "nnUNetTrainerUAMT", "nnUNetTrainerDTC", "nnUNetTrainerUGMCL"]
 PAPER = {  # DTC paper (AAAI 2021) Table 3, LA 16 labeled: Dice %, Jaccard %, 95HD voxels, ASD voxels
@@ -46,17 +45,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def plans_with_batch_size(preprocessed_dataset: str, batch_size: int, configuration: str) -> str:
-    """Write a copy of nnUNetPlans with another batch size (same data) and return its identifier."""
-    with open(os.path.join(preprocessed_dataset, "nnUNetPlans.json")) as f:
-        plans = json.load(f)
-    plans["plans_name"] = "nnUNetPlansBudget"
-    plans["configurations"][configuration]["batch_size"] = batch_size
-    with open(os.path.join(preprocessed_dataset, "nnUNetPlansBudget.json"), "w") as f:
-        json.dump(plans, f, indent=1)
-    return "nnUNetPlansBudget"
-
-
 def table(rows: dict) -> str:
     lines = ["| trainer | Dice % | Jaccard % | 95HD (vox) | ASD (vox) | 95HD (mm) | ASD (mm) | paper: method | "
              "Dice | Jaccard | 95HD | ASD |", "|" + "---|" * 12]
@@ -71,12 +59,7 @@ def table(rows: dict) -> str:
 def main() -> None:
     args = parse_args()
     work = os.path.abspath(args.work_dir)
-    epochs = max(1, math.ceil(args.iterations / args.iterations_per_epoch))
-    iterations = min(args.iterations, args.iterations_per_epoch)
-    variants_folder = os.path.join(work, "trainers")
-    variants = write_schedule_variants(variants_folder, args.trainers, "budget", epochs, iterations, val_iterations=5,
-                                       skip_final_validation=True)
-    env = pipeline_environment(work, variants_folder)
+    epochs, iterations, variants, env = budgeted_run(work, args.trainers, args.iterations, args.iterations_per_epoch)
     dataset = str(args.dataset_id)
     raw = os.path.join(env["nnUNet_raw"], f"Dataset{args.dataset_id:03d}_LA")
     if not os.path.isdir(raw):
