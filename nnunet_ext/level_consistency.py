@@ -81,13 +81,12 @@ def neighbourhood_affinity(features: torch.Tensor, kernel_size: int = 5, dilatio
     radius = (kernel_size // 2) * dilation
     offsets = list(product(range(-radius, radius + 1, dilation), repeat=len(spatial)))
     positive = [o for o in offsets if o > tuple(-x for x in o)]
-    computed = _NeighbourDotProducts.apply(features, positive, radius)
-    padded = F.pad(computed, [radius] * (2 * len(spatial)))
+    computed = _NeighbourDotProducts.apply(features, positive, radius).split(1, dim=1)
     dots: Dict[Tuple[int, ...], torch.Tensor] = {tuple(0 for _ in spatial): (features * features).sum(1, keepdim=True)}
-    for k, offset in enumerate(positive):
-        dots[offset] = computed[:, k:k + 1]
+    for offset, dot in zip(positive, computed):
+        dots[offset] = dot
         mirrored = tuple(-o for o in offset)
-        dots[mirrored] = _shifted(padded[:, k:k + 1], mirrored, radius, spatial)
+        dots[mirrored] = _shifted(F.pad(dot, [radius] * (2 * len(spatial))), mirrored, radius, spatial)
     affinity = torch.relu(torch.cat([dots[offset] for offset in offsets], 1))
     return torch.softmax(affinity, 1), offsets
 
@@ -108,6 +107,6 @@ def propagate(features: torch.Tensor, values: Optional[torch.Tensor] = None, ker
     weights, offsets = neighbourhood_affinity(features, kernel_size, dilation)
     padded = F.pad(values, [radius] * (2 * len(spatial)))
     propagated = torch.zeros_like(values)
-    for k, offset in enumerate(offsets):
-        propagated = propagated + weights[:, k:k + 1] * _shifted(padded, offset, radius, spatial)
+    for weight, offset in zip(weights.split(1, dim=1), offsets):
+        propagated = propagated + weight * _shifted(padded, offset, radius, spatial)
     return propagated
