@@ -63,6 +63,8 @@ def parse_args() -> argparse.Namespace:
                         help="use only the first N image ids (sorted), e.g. 60 for a smoke run (default: all)")
     parser.add_argument("--test-fraction", type=float, default=0.2, help="share of the images drawn for testing")
     parser.add_argument("--seed", type=int, default=0, help="seed of the test split")
+    parser.add_argument("--resize", type=int, nargs=2, metavar=("H", "W"),
+                        help="convert at H x W as the paper (224 224), test Dice at that size; default: native")
     parser.add_argument("--levels", type=int, default=2, help="gaze pseudo-mask levels (the paper's default: 2)")
     parser.add_argument("--plans-batch-size", type=int, default=0,
                         help="override the plans' batch size (a plans copy nnUNetPlansBudget), e.g. 2 on a CPU")
@@ -124,6 +126,8 @@ def check_reused_dataset(folder: str, ids: Sequence[str], args: argparse.Namespa
         problems.append(f"split test fraction {split.get('test_fraction')}, seed {split.get('seed')}")
     if sorted(case_ids(folder, "labelsTr") + case_ids(folder, "labelsTs")) != sorted(ids):
         problems.append("other images")
+    if dataset.get("resized_to") != args.resize:
+        problems.append(f"size {dataset.get('resized_to') or 'native'}")
     if gaze_levels and len(dataset.get("gaze", {}).get("thresholds", [])) != gaze_levels:
         problems.append(f"gaze levels {dataset.get('gaze', {}).get('thresholds')}")
     if problems:
@@ -136,10 +140,12 @@ def run_conversions(source: str, missing: Sequence[Tuple[int, int]], args: argpa
                     env: Dict[str, str]) -> None:
     """``nnunet_ext convert kvasir`` from ``source`` for each (dataset id, gaze levels; 0 = true masks)."""
     for dataset_id, levels in missing:
-        gaze_options = ["--gaze-csv", os.path.abspath(args.gaze_csv), "--levels", str(levels)] if levels else []
+        options = ["--gaze-csv", os.path.abspath(args.gaze_csv), "--levels", str(levels)] if levels else []
+        if args.resize:
+            options += ["--resize", *(str(v) for v in args.resize)]
         run_step(f"convert Kvasir-SEG → dataset {dataset_id}" + (" (gaze pseudo-masks)" if levels else ""),
                  nnunet_ext_command("convert", "kvasir", "-i", source, "-d", str(dataset_id), "--test-fraction",
-                                    str(args.test_fraction), "--seed", str(args.seed), *gaze_options,
+                                    str(args.test_fraction), "--seed", str(args.seed), *options,
                                     "-np", str(args.num_processes)), env)
 
 
@@ -225,7 +231,9 @@ def markdown(report: dict) -> str:
         f"iterations at batch 8 on 224 × 224 images). Device {report['device']}, TTA "
         f"{'off' if report['disable_tta'] else 'on'}.",
         "Metrics: per-image Dice and IoU (%) of the binary prediction against the true test mask "
-        "(`nnunet_ext evaluate --voxel-units`), mean ± std over the test images.",
+        "(`nnunet_ext evaluate --voxel-units`), mean ± std over the test images"
+        + (f", both at {' × '.join(str(v) for v in report['resized_to'])} (converted with --resize; the paper "
+           "scores at the native size)." if report["resized_to"] else ", at the native image size."),
         "",
         "| trainer | trained on | batch, patch | n | Dice % | IoU % | paper: method | Dice % (paper) | "
         "Dice % (released checkpoints) |",
@@ -292,7 +300,8 @@ def main() -> None:
     with open(os.path.join(raw["gaze"], "dataset.json")) as f:
         split = json.load(f)["kvasir_split"]
     split.update(num_images=len(cases), datasets=[os.path.basename(folder) for folder in raw.values()])
-    report = {"subset": args.subset, "split": split, "device": args.device, "disable_tta": args.disable_tta,
+    report = {"subset": args.subset, "split": split, "resized_to": args.resize, "device": args.device,
+              "disable_tta": args.disable_tta,
               "budget": {"epochs": epochs, "iterations_per_epoch": iterations, "iterations": epochs * iterations,
                          "plans": plans, "configuration": CONFIGURATION, "fold": "all"},
               "methods": methods, "pseudo_masks": pseudo_mask_quality(raw["gaze"])}

@@ -219,3 +219,37 @@ def test_gaze_csv_without_a_training_image(release, tmp_path, monkeypatch):
                 "--test-fraction", "0")
     with pytest.raises(ValueError, match="need --gaze-csv"):
         convert(tmp_path / "raw", monkeypatch, "-i", str(folder), "-d", "818", "--levels", "3")
+
+
+def pil_resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Independent bilinear (antialiased) resize with Pillow, per channel, as float."""
+    channels = array[..., None] if array.ndim == 2 else array
+    resized = [np.asarray(Image.fromarray(channels[..., c].astype(np.float32), mode="F").resize(
+        (width, height), Image.BILINEAR)) for c in range(channels.shape[-1])]
+    return np.stack(resized, -1) if array.ndim == 3 else resized[0]
+
+
+def test_resize_to_the_paper_size(release, tmp_path, monkeypatch):
+    folder = broken_release(release, tmp_path)
+    convert(tmp_path / "raw", monkeypatch, "-i", str(folder), "-d", "817", "--gaze-csv", str(release["csv"]),
+            "--resize", "56", "64", "--test-fraction", "0.25", "-np", "0")
+    dataset = tmp_path / "raw" / "Dataset817_KvasirGaze"
+    assert json.loads((dataset / "dataset.json").read_text())["resized_to"] == [56, 64]
+    fixations, sizes = gaze.read_gaze_csv(str(release["csv"]))
+    train, test = (names(dataset / sub) for sub in ("labelsTr", "labelsTs"))
+    assert (len(train), len(test)) == (3, 1)
+    for name in train + test:
+        case, part = name[:-4], "Tr" if name in train else "Ts"
+        image = np.array(Image.open(release["source"] / "images" / f"{case}.jpg").convert("RGB"))
+        written = np.array(Image.open(dataset / f"images{part}" / f"{case}_0000.png"))
+        assert written.shape == (56, 64, 3)
+        assert np.abs(written - pil_resize(image, 56, 64)).mean() < 1.0
+        truth = np.array(Image.open(release["source"] / "masks" / f"{case}.jpg").convert("L")) >= 128
+        mask = np.array(Image.open(dataset / ("labelsTrReference" if part == "Tr" else "labelsTs") / name))
+        assert mask.shape == (56, 64) and np.mean(mask == (pil_resize(truth, 56, 64) >= 0.5)) > 0.99
+        if part == "Tr":
+            crf = pil_resize(gaze.crf_refine(image, gaze.gaze_heatmap(fixations[case], *sizes[case], 70)), 56, 64)
+            ordinal = np.array(Image.open(dataset / "labelsTr" / name))
+            assert np.mean(ordinal == (crf >= 0.3).astype(np.uint8) + (crf >= 0.5)) > 0.99
+    with pytest.raises(ValueError, match="--resize needs two positive numbers"):
+        convert(tmp_path / "raw", monkeypatch, "-i", str(folder), "-d", "818", "--resize", "0", "64")

@@ -18,7 +18,7 @@ from nnunet_ext.dataset_conversion.synthetic import write_synthetic_gaze_dataset
 from nnunet_ext.level_consistency import level_agreement, neighbourhood_affinity, propagate
 from nnunet_ext.losses import SummedBinaryCrossEntropy
 from nnunet_ext.networks import MultiLevelUNet
-from nnunet_ext.trainers import nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_pure
+from nnunet_ext.trainers import nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_flipsOnly, nnUNetTrainerGazeSup_pure
 from nnunet_ext.trainers.nnUNetTrainerGazeSup import PLANS_LEVELS_KEY
 
 DATASET_ID = 980
@@ -205,6 +205,41 @@ def test_prop_and_pure_consistency_differ_on_the_same_output(gaze_dataset, nnune
         pure = trainer.consistency(output)
     assert propagated.shape == pure.shape == (2,)
     assert not torch.allclose(propagated, pure)
+
+
+def augmented_outputs(trainer, image: torch.Tensor, segmentation: torch.Tensor, draws: int) -> list:
+    """``draws`` outputs of the trainer's training transforms on one (image, segmentation) sample."""
+    rotation, dummy_2d, _, mirror_axes = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    transforms = trainer.get_training_transforms(
+        trainer.configuration_manager.patch_size, rotation, trainer._get_deep_supervision_scales(), mirror_axes,
+        dummy_2d, trainer.configuration_manager.use_mask_for_norm, False, trainer.label_manager.foreground_labels,
+        trainer.label_manager.foreground_regions, trainer.label_manager.ignore_label)
+    return [transforms(image=image.clone(), segmentation=segmentation.clone()) for _ in range(draws)]
+
+
+def test_flips_only_variant_flips_and_does_nothing_else(gaze_dataset, nnunet_folders):
+    trainer = make_trainer(nnUNetTrainerGazeSup_flipsOnly, nnunet_folders)
+    patch = tuple(trainer.configuration_manager.patch_size)
+    assert tuple(next(trainer.dataloader_train)["data"].shape[2:]) == patch
+    generator = torch.Generator().manual_seed(0)
+    image = torch.randn((3, *patch), generator=generator)
+    segmentation = torch.randint(0, 3, (1, *patch), generator=generator).to(torch.int16)
+    flips = [(), (1,), (2,), (1, 2)]
+    seen = set()
+    for out in augmented_outputs(trainer, image, segmentation, 40):
+        matches = [dims for dims in flips if torch.equal(out["image"], image.flip(dims) if dims else image)]
+        assert len(matches) == 1, "the image is not a flip of the input"
+        dims = matches[0]
+        ordinal = segmentation.flip(dims) if dims else segmentation
+        regions = torch.cat([ordinal >= 1, ordinal >= 2]).to(out["segmentation"][0].dtype)
+        assert torch.equal(out["segmentation"][0], regions)
+        assert len(out["segmentation"]) == len(trainer._get_deep_supervision_scales())
+        seen.add(dims)
+    assert seen == set(flips)
+    stock = make_trainer(nnUNetTrainerGazeSup, nnunet_folders)
+    stock_outputs = augmented_outputs(stock, image, segmentation, 40)
+    assert any(not any(torch.equal(out["image"], image.flip(dims) if dims else image) for dims in flips)
+               for out in stock_outputs), "the stock pipeline should do more than flips"
 
 
 def test_plain_label_dataset_is_refused_with_a_clear_error(nnunet_folders):

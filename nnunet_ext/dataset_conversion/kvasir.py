@@ -26,6 +26,13 @@ Output ``Dataset{id}_{name}`` (specs/cmc_gazesup_ltuda.md §2.12), case ids = Kv
   ``gaze``, the target structure (``target``: polyp, the foreground of models trained on the levels), σ, the
   thresholds per level and the CRF parameters.
 
+``--resize H W`` resizes every image and mask to H × W as GazeSup trains and tests (224 × 224, §2.8-2.9),
+for fidelity and for eight times cheaper CPU training than nnU-Net's patch of the native ~530 × 620 images:
+images bilinearly with antialiasing; true masks bilinearly as 0/1 maps, then ≥ 0.5; gaze levels from the CRF
+map computed at the native size and resized bilinearly before the thresholds, as the paper's loader does
+(§2.5: "resized bilinearly with the image to the training size, and only then binarised"). The test labels are resized too, so Dice is scored at H × W (the paper up-samples the logits to the
+native size instead). Without it the images keep their size (§2.12: "accept that (better)").
+
 Every file goes through :class:`RawDatasetWriter` (validation, atomic folder, parallel writing). Reading and
 the pseudo-masks (the CRF is the slow part) run in a pool of ``-np`` workers, in case order.
 """
@@ -37,6 +44,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
+import torch
+import torch.nn.functional as F
 
 from nnunet_ext import gaze
 from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
@@ -112,10 +121,20 @@ class _Case:
     expected_size: Optional[Tuple[int, int]] = None
     sigma: float = 0.0
     thresholds: Tuple[float, ...] = ()
+    size: Optional[Tuple[int, int]] = None
+
+
+def resize_bilinear(array: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """``(H, W[, C])`` array → ``size`` = (height, width), float32, bilinear with antialiasing (as torchvision)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    tensor = tensor.permute(2, 0, 1)[None] if array.ndim == 3 else tensor[None, None]
+    resized = F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)[0]
+    return (resized.permute(1, 2, 0) if array.ndim == 3 else resized[0]).numpy()
 
 
 def _read_case(case: _Case) -> Tuple[_Case, np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """Image (H, W, 3 uint8), true mask (uint8 0/1) and, for a gaze training case, the ordinal level map."""
+    """Image (H, W, 3 uint8), true mask (uint8 0/1) and, for a gaze training case, the ordinal level map,
+    all at ``case.size`` when it is set."""
     image = gaze.read_rgb(case.image_path)
     mask = gaze.read_mask(case.mask_path).astype(np.uint8)
     if mask.shape != image.shape[:2]:
@@ -123,8 +142,13 @@ def _read_case(case: _Case) -> Tuple[_Case, np.ndarray, np.ndarray, Optional[np.
                          f"({case.image_path})")
     levels = None
     if case.fixations is not None:
-        levels = gaze.pseudo_label(image, case.fixations, case.sigma, case.thresholds,
-                                   expected_size=case.expected_size, name=case.image_path).levels
+        label = gaze.pseudo_label(image, case.fixations, case.sigma, case.thresholds,
+                                  expected_size=case.expected_size, name=case.image_path)
+        crf_map = label.crf_map if case.size is None else np.clip(resize_bilinear(label.crf_map, case.size), 0, 1)
+        levels = gaze.level_masks(crf_map, case.thresholds)
+    if case.size is not None:
+        image = np.clip(np.round(resize_bilinear(image, case.size)), 0, 255).astype(np.uint8)
+        mask = (resize_bilinear(mask, case.size) >= 0.5).astype(np.uint8)
     return case, image, mask, levels
 
 
@@ -136,9 +160,14 @@ def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.
                    split_file: Optional[str] = None, gaze_csv: Optional[str] = None, levels: Optional[int] = None,
                    thresholds: Optional[Sequence[float]] = None, sigma: Optional[float] = None,
                    name: Optional[str] = None, num_processes: int = 2, overwrite: bool = False,
-                   raw_root: Optional[str] = None) -> str:
+                   raw_root: Optional[str] = None, resize: Optional[Sequence[int]] = None) -> str:
     """Convert a Kvasir-SEG release; return the dataset folder (see the module docstring)."""
     input_folder = os.path.abspath(input_folder)
+    size = None
+    if resize is not None:
+        size = tuple(int(v) for v in resize)
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"--resize needs two positive numbers, height and width; got {list(resize)}")
     cases = list_cases(input_folder)
     if split_file is not None:
         train, test = read_split_file(split_file, list(cases))
@@ -150,11 +179,13 @@ def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.
                               ".permutation over the sorted ids"}
     split_info.update(num_train=len(train), num_test=len(test))
     extra = {"name": "Kvasir-SEG", "reference": REFERENCE, "kvasir_split": split_info}
+    if size is not None:
+        extra["resized_to"] = list(size)
     tasks = []
     if gaze_csv is None:
         labels: Dict[str, object] = MASK_LABELS
         extra["description"] = "Kvasir-SEG polyps, RGB PNG converted losslessly from the JPEGs; masks >= 128 -> 1"
-        tasks = [_Case(i, True, *cases[i]) for i in train]
+        tasks = [_Case(i, True, *cases[i], size=size) for i in train]
     else:
         sigma, ordered = gaze.resolve_settings("kvasir", sigma, thresholds, levels)
         fixations, sizes = gaze.read_gaze_csv(gaze_csv)
@@ -169,8 +200,8 @@ def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.
                                 "levels (value = number of thresholds the dense-CRF map of the gaze heatmap "
                                 "reaches); labelsTrReference = true masks of the training images, for reporting "
                                 "only; labelsTs = true masks (1 = polyp)")
-        tasks = [_Case(i, True, *cases[i], fixations[i], sizes.get(i), sigma, ordered) for i in train]
-    tasks += [_Case(i, False, *cases[i]) for i in test]
+        tasks = [_Case(i, True, *cases[i], fixations[i], sizes.get(i), sigma, ordered, size) for i in train]
+    tasks += [_Case(i, False, *cases[i], size=size) for i in test]
     writer = RawDatasetWriter(dataset_id, name or ("KvasirGaze" if gaze_csv else "Kvasir"), CHANNEL_NAMES, labels,
                               file_ending=FILE_ENDING, raw_root=raw_root, overwrite=overwrite, extra_json=extra,
                               num_processes=num_processes, expected_cases=len(tasks))
@@ -208,6 +239,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-file", help='JSON {"train": [ids], "test": [ids]} instead of a drawn split')
     parser.add_argument("--gaze-csv", help="GazeMedSeg kvasir_fixation.csv: train on gaze pseudo-masks")
     gaze.add_gaze_setting_arguments(parser)
+    parser.add_argument("--resize", type=int, nargs=2, metavar=("H", "W"),
+                        help="resize images and masks to H x W, as the paper (224 224); default: native size")
     parser.add_argument("--name", help="dataset name (default: Kvasir, or KvasirGaze with --gaze-csv)")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="worker processes (default: 2)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
@@ -224,4 +257,4 @@ def run(args: argparse.Namespace) -> None:
                    seed=0 if args.seed is None else args.seed,
                    split_file=args.split_file, gaze_csv=args.gaze_csv, levels=args.levels,
                    thresholds=args.thresholds, sigma=args.sigma, name=args.name,
-                   num_processes=args.num_processes, overwrite=args.overwrite)
+                   num_processes=args.num_processes, overwrite=args.overwrite, resize=args.resize)

@@ -28,6 +28,8 @@ final validation exports binary predictions and scores them against gaze level 1
 the true masks of the training images (labelsTrReference) are never read here: evaluate against them with
 ``nnunet_ext evaluate``. The state is the L networks and the optimizer, so ``--c`` needs nothing extra.
 Options are class attributes; a variant subclass changes them (``nnUNetTrainerGazeSup_pure``).
+``nnUNetTrainerGazeSup_flipsOnly`` trains with the paper's augmentation, random flips only (§2.8), instead of
+nnU-Net's.
 """
 from typing import Dict, List, Union
 
@@ -40,6 +42,7 @@ from nnunetv2.utilities.label_handling.label_handling import LabelManager
 from nnunet_ext.level_consistency import level_agreement, propagate
 from nnunet_ext.losses import SummedBinaryCrossEntropy
 from nnunet_ext.networks import MultiLevelUNet
+from nnunet_ext.trainers.flips_only_augmentation import FlipsOnlyAugmentationMixin
 from nnunet_ext.trainers.loss_terms import nnUNetTrainerLossTerms
 
 PLANS_LEVELS_KEY = "nnunet_ext_gaze_levels"
@@ -191,3 +194,7 @@ class nnUNetTrainerGazeSup_pure(nnUNetTrainerGazeSup):
     """GazeSup with the ``pure`` consistency (no feature propagation)."""
 
     consistency_mode = "pure"
+
+
+class nnUNetTrainerGazeSup_flipsOnly(FlipsOnlyAugmentationMixin, nnUNetTrainerGazeSup):
+    """GazeSup with the paper's augmentation: a random flip along each image axis, nothing else (§2.8)."""
