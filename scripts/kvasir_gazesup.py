@@ -3,10 +3,10 @@
 convert (``nnunet_ext convert kvasir``: true masks → Dataset810_Kvasir, GazeMedSeg gaze pseudo-masks →
 Dataset811_KvasirGaze, the same seeded split) → ``nnunet_ext plan_and_preprocess -c 2d`` →
 ``nnUNetv2_train -f all`` for the stock nnUNetTrainer on the true masks and nnUNetTrainerGazeSup (optionally
-nnUNetTrainerGazeSup_pure) on the gaze levels → stock ``nnUNetv2_predict`` on imagesTs → ``nnunet_ext evaluate
---voxel-units`` against the true test masks → per-image Dice and IoU, mean ± std over the test images (as the
-paper reports them), the quality of the gaze pseudo-masks against the true masks of the training images, and
-one table beside the paper's numbers (``results.md``, ``results.json`` in the work dir).
+nnUNetTrainerGazeSup_pure, nnUNetTrainerGazeSup_flipsOnly) on the gaze levels → stock ``nnUNetv2_predict``
+on imagesTs → ``nnunet_ext evaluate --voxel-units`` against the true test masks → per-image Dice and IoU,
+mean ± std over the test images (as the paper reports them), the quality of the gaze pseudo-masks against the
+true masks of the training images, and one table beside the paper's numbers (``results.md``, ``results.json`` in the work dir).
 
 Fold ``all``: the paper trains on every training image and has no validation split (it even picks its best
 checkpoint on the test set); here every method trains on all training images and the final checkpoint is
@@ -39,12 +39,14 @@ from nnunet_ext.pipeline import (STOCK_TRAINER, budgeted_run, console_script, nn
                                  plans_with_batch_size, run_step)
 
 CONFIGURATION = "2d"
-TRAINER_SUPERVISION = {STOCK_TRAINER: "full", "nnUNetTrainerGazeSup": "gaze", "nnUNetTrainerGazeSup_pure": "gaze"}
+TRAINER_SUPERVISION = {STOCK_TRAINER: "full", "nnUNetTrainerGazeSup": "gaze", "nnUNetTrainerGazeSup_pure": "gaze",
+                       "nnUNetTrainerGazeSup_flipsOnly": "gaze"}
 """Which dataset each trainer learns from: the true masks (``full``) or the gaze pseudo-masks (``gaze``)."""
 PAPER = {  # spec §2.10: Kvasir-SEG Dice %, paper and the authors' released checkpoints (2 levels); no IoU given
     STOCK_TRAINER: ("full supervision (not in the spec)", None, None),
     "nnUNetTrainerGazeSup": ("GazeSup, 2 levels, prop consistency", 77.80, 78.86),
     "nnUNetTrainerGazeSup_pure": ("GazeSup, pure consistency (not in the spec)", None, None),
+    "nnUNetTrainerGazeSup_flipsOnly": ("GazeSup, 2 levels, prop consistency, flips only", 77.80, 78.86),
 }
 PSEUDO_MASK_REFERENCE = {  # spec §2.4 / §2.4.5: mean per-image Dice % of the CRF map ≥ threshold, all 1000 images
     0.5: "75.1 (authors' notebook) / 76.1 (independent rerun)",
