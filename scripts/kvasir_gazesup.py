@@ -73,6 +73,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--trainers", nargs="+", default=[STOCK_TRAINER, "nnUNetTrainerGazeSup"],
                         choices=list(TRAINER_SUPERVISION))
     parser.add_argument("-device", default="cuda", choices=("cpu", "cuda"))
+    parser.add_argument("--c", action="store_true",
+                        help="continue each training from its last checkpoint (nnUNetv2_train --c), e.g. after an "
+                             "interruption; a finished training is not repeated")
     parser.add_argument("--disable-tta", action="store_true", help="predict without mirroring (faster on a CPU)")
     parser.add_argument("-np", "--num-processes", type=int, default=2,
                         help="worker processes of conversion, preprocessing, prediction and evaluation")
@@ -283,7 +286,7 @@ def main() -> None:
         dataset = str(dataset_ids[kind])
         run_step(f"train {variant} on {os.path.basename(raw[kind])}", [
             console_script("nnUNetv2_train"), dataset, CONFIGURATION, "all", "-tr", variant, "-p", plans,
-            "-device", args.device], env)
+            "-device", args.device, *(["--c"] if args.c else [])], env)
         predictions = os.path.join(work, "predictions", variant)
         run_step(f"predict {variant}", [
             console_script("nnUNetv2_predict"), "-i", os.path.join(raw[kind], "imagesTs"), "-o", predictions,
