@@ -3,16 +3,16 @@
 convert (``nnunet_ext convert kvasir``: true masks → Dataset810_Kvasir, GazeMedSeg gaze pseudo-masks →
 Dataset811_KvasirGaze, the same seeded split) → ``nnunet_ext plan_and_preprocess -c 2d`` →
 ``nnUNetv2_train -f all`` for the stock nnUNetTrainer on the true masks and nnUNetTrainerGazeSup (optionally
-nnUNetTrainerGazeSup_pure, nnUNetTrainerGazeSup_flipsOnly) on the gaze levels → stock ``nnUNetv2_predict``
-on imagesTs → ``nnunet_ext evaluate --voxel-units`` against the true test masks → per-image Dice and IoU,
-mean ± std over the test images (as the paper reports them), the quality of the gaze pseudo-masks against the
-true masks of the training images, and one table beside the paper's numbers (``results.md``, ``results.json`` in the work dir).
+its _pure, _flipsOnly and _paper variants) on the gaze levels → stock ``nnUNetv2_predict`` on imagesTs →
+``nnunet_ext evaluate --voxel-units`` against the true test masks → per-image Dice and IoU, mean ± std over the
+test images (as the paper reports them), the quality of the gaze pseudo-masks against the true masks of the
+training images, and one table beside the paper's numbers (``results.md``, ``results.json`` in the work dir).
 
 Fold ``all``: the paper trains on every training image and has no validation split (it even picks its best
 checkpoint on the test set); here every method trains on all training images and the final checkpoint is
 evaluated, with no model selection. The training budget is a number of iterations (the paper: 15,000 at
-batch 8 on images resized to 224 × 224); the schedule is nnU-Net's (poly learning rate over the whole budget),
-the patch size and the batch size are the plans' (``--plans-batch-size`` overrides the latter).
+batch 8 on images resized to 224 × 224); the learning rate decays over the whole budget (nnU-Net's poly; the
+_paper variant's half-cosine), the patch size and the batch size are the plans' (``--plans-batch-size`` overrides the latter).
 
 ``--subset N`` converts only the first N image ids (sorted), linked into a temporary folder of symlinks in the
 work dir and split like the full release — for smoke runs; without it all 1000 images are used. Datasets
@@ -40,13 +40,14 @@ from nnunet_ext.pipeline import (STOCK_TRAINER, budgeted_run, console_script, nn
 
 CONFIGURATION = "2d"
 TRAINER_SUPERVISION = {STOCK_TRAINER: "full", "nnUNetTrainerGazeSup": "gaze", "nnUNetTrainerGazeSup_pure": "gaze",
-                       "nnUNetTrainerGazeSup_flipsOnly": "gaze"}
+                       "nnUNetTrainerGazeSup_flipsOnly": "gaze", "nnUNetTrainerGazeSup_paper": "gaze"}
 """Which dataset each trainer learns from: the true masks (``full``) or the gaze pseudo-masks (``gaze``)."""
 PAPER = {  # spec §2.10: Kvasir-SEG Dice %, paper and the authors' released checkpoints (2 levels); no IoU given
     STOCK_TRAINER: ("full supervision (not in the spec)", None, None),
     "nnUNetTrainerGazeSup": ("GazeSup, 2 levels, prop consistency", 77.80, 78.86),
     "nnUNetTrainerGazeSup_pure": ("GazeSup, pure consistency (not in the spec)", None, None),
     "nnUNetTrainerGazeSup_flipsOnly": ("GazeSup, 2 levels, prop consistency, flips only", 77.80, 78.86),
+    "nnUNetTrainerGazeSup_paper": ("GazeSup, 2 levels, prop consistency, the paper's training", 77.80, 78.86),
 }
 PSEUDO_MASK_REFERENCE = {  # spec §2.4 / §2.4.5: mean per-image Dice % of the CRF map ≥ threshold, all 1000 images
     0.5: "75.1 (authors' notebook) / 76.1 (independent rerun)",

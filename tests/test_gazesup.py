@@ -242,6 +242,24 @@ def test_flips_only_variant_flips_and_does_nothing_else(gaze_dataset, nnunet_fol
                for out in stock_outputs), "the stock pipeline should do more than flips"
 
 
+def test_paper_variant_trains_with_the_papers_optimiser_and_flips(gaze_dataset, nnunet_folders):
+    from nnunet_ext.trainers import nnUNetTrainerGazeSup_paper
+    trainer = make_trainer(nnUNetTrainerGazeSup_paper, nnunet_folders)
+    assert trainer.num_epochs * trainer.num_iterations_per_epoch == 15000
+    group = trainer.optimizer.param_groups[0]
+    assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.99, True, 4e-4)
+    assert sum(len(g["params"]) for g in trainer.optimizer.param_groups) == len(list(trainer.network.parameters()))
+    for epoch, lr in ((0, 0.01), (trainer.num_epochs // 2, 0.00505), (trainer.num_epochs, 1e-4)):
+        trainer.lr_scheduler.step(epoch)
+        assert group["lr"] == pytest.approx(lr)
+    patch = tuple(trainer.configuration_manager.patch_size)
+    assert tuple(next(trainer.dataloader_train)["data"].shape[2:]) == patch
+    image = torch.randn((3, *patch), generator=torch.Generator().manual_seed(0))
+    segmentation = torch.zeros((1, *patch), dtype=torch.int16)
+    for out in augmented_outputs(trainer, image, segmentation, 8):
+        assert any(torch.equal(out["image"], image.flip(dims) if dims else image) for dims in [(), (1,), (2,), (1, 2)])
+
+
 def test_plain_label_dataset_is_refused_with_a_clear_error(nnunet_folders):
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
     from nnunet_ext.trainers.nnUNetTrainerGazeSup import gaze_level_count

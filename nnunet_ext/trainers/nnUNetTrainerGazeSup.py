@@ -29,7 +29,7 @@ the true masks of the training images (labelsTrReference) are never read here: e
 ``nnunet_ext evaluate``. The state is the L networks and the optimizer, so ``--c`` needs nothing extra.
 Options are class attributes; a variant subclass changes them (``nnUNetTrainerGazeSup_pure``).
 ``nnUNetTrainerGazeSup_flipsOnly`` trains with the paper's augmentation, random flips only (§2.8), instead of
-nnU-Net's.
+nnU-Net's; ``nnUNetTrainerGazeSup_paper`` adds the paper's optimiser and 15,000-iteration schedule.
 """
 from typing import Dict, List, Union
 
@@ -44,6 +44,7 @@ from nnunet_ext.losses import SummedBinaryCrossEntropy
 from nnunet_ext.networks import MultiLevelUNet
 from nnunet_ext.trainers.flips_only_augmentation import FlipsOnlyAugmentationMixin
 from nnunet_ext.trainers.loss_terms import nnUNetTrainerLossTerms
+from nnunet_ext.trainers.paper_schedule import HalfCosineLR, PaperScheduleMixin
 
 PLANS_LEVELS_KEY = "nnunet_ext_gaze_levels"
 """Configuration key, in the results folder's plans.json, holding the number of level networks."""
@@ -198,3 +199,17 @@ class nnUNetTrainerGazeSup_pure(nnUNetTrainerGazeSup):
 
 class nnUNetTrainerGazeSup_flipsOnly(FlipsOnlyAugmentationMixin, nnUNetTrainerGazeSup):
     """GazeSup with the paper's augmentation: a random flip along each image axis, nothing else (§2.8)."""
+
+
+class nnUNetTrainerGazeSup_paper(PaperScheduleMixin, nnUNetTrainerGazeSup_flipsOnly):
+    """GazeSup trained as the paper (§2.8): flips only; SGD lr 0.01, Nesterov momentum 0.99, weight decay 4e-4,
+    half-cosine decay to 1e-4 once per epoch, 15,000 iterations. The batch is the plans' (the paper: 8)."""
+
+    paper_iterations = 15000
+    paper_momentum = 0.99
+    paper_nesterov = True
+    paper_weight_decay = 4e-4
+    paper_min_lr = 1e-4
+
+    def paper_lr_scheduler(self, optimizer: torch.optim.Optimizer) -> HalfCosineLR:
+        return HalfCosineLR(optimizer, self.initial_lr, self.paper_min_lr, self.num_epochs)

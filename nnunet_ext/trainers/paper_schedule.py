@@ -1,10 +1,12 @@
-"""The original papers' optimisation schedules, for the ``*_paper`` variants of our trainers (spec §7).
+"""The original papers' optimisation schedules, for the ``*_paper`` variants of our trainers.
 
 nnU-Net's defaults (SGD 0.01, Nesterov momentum 0.99, weight decay 3e-5, poly decay, 1000 × 250 iterations)
-drive the main trainers. The ``_paper`` variants use what the original code ran instead: SGD lr 0.01,
-momentum 0.9, weight decay 1e-4, a fixed number of iterations, and a step decay (×0.1 every 2500
-iterations, DTC / UA-MT on LA) or a constant rate (UG-MCL). The ramps stay fractions of training, which
-over the paper's iteration count is exactly the original ramp.
+drive the main trainers. The ``_paper`` variants use what the original code ran instead: for the
+semi-supervised methods (spec §7) SGD lr 0.01, momentum 0.9, weight decay 1e-4, a fixed number of iterations,
+and a step decay (×0.1 every 2500 iterations, DTC / UA-MT on LA) or a constant rate (UG-MCL); for GazeSup
+(spec §2.8) SGD lr 0.01, Nesterov momentum 0.99, weight decay 4e-4 and a half-cosine decay to 1e-4 over
+15,000 iterations. The ramps stay fractions of training, which over the paper's iteration count is exactly
+the original ramp.
 """
 import math
 
@@ -31,22 +33,45 @@ class StepDecayLR:
             group["lr"] = self.base_lr * self.gamma ** decays
 
 
+class HalfCosineLR:
+    """lr = min_lr + (base − min_lr) · (1 + cos(π · epoch / epochs)) / 2, stepped once per epoch as the GazeSup
+    code does (no warm-up): base at epoch 0, min_lr after the last."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, base_lr: float, min_lr: float, epochs: int) -> None:
+        self.optimizer = optimizer
+        self.base_lr = base_lr
+        self.min_lr = min_lr
+        self.epochs = epochs
+
+    def step(self, epoch: int) -> None:
+        lr = self.min_lr + (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * epoch / self.epochs)) / 2
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+
 class PaperScheduleMixin(nnUNetTrainer):
-    """Mixed in before a method trainer: ``class nnUNetTrainerDTC_paper(PaperScheduleMixin, nnUNetTrainerDTC)``."""
+    """Mixed in before a method trainer: ``class nnUNetTrainerDTC_paper(PaperScheduleMixin, nnUNetTrainerDTC)``.
+    The class attributes are the paper's optimiser; ``paper_lr_scheduler`` its decay."""
 
     paper_iterations = 6000
     paper_step_iterations = 2500
     """Iterations between ×0.1 decays; 0 for a constant learning rate."""
+    paper_momentum = 0.9
+    paper_nesterov = False
+    paper_weight_decay = 1e-4
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.initial_lr = 0.01
-        self.weight_decay = 1e-4
+        self.weight_decay = self.paper_weight_decay
         self.num_epochs = math.ceil(self.paper_iterations / self.num_iterations_per_epoch)
 
+    def paper_lr_scheduler(self, optimizer: torch.optim.Optimizer):
+        """The ×0.1 step decay (or constant rate) of the semi-supervised papers' code."""
+        return StepDecayLR(optimizer, self.initial_lr, self.num_iterations_per_epoch, self.paper_step_iterations)
+
     def configure_optimizers(self):
-        optimizer = torch.optim.SGD(self.network.parameters(), self.initial_lr, momentum=0.9,
-                                    weight_decay=self.weight_decay)
-        return optimizer, StepDecayLR(optimizer, self.initial_lr, self.num_iterations_per_epoch,
-                                      self.paper_step_iterations)
+        optimizer = torch.optim.SGD(self.network.parameters(), self.initial_lr, momentum=self.paper_momentum,
+                                    nesterov=self.paper_nesterov, weight_decay=self.weight_decay)
+        return optimizer, self.paper_lr_scheduler(optimizer)
