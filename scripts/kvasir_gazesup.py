@@ -6,7 +6,8 @@ Dataset811_KvasirGaze, the same seeded split) → ``nnunet_ext plan_and_preproce
 its _pure, _flipsOnly and _paper variants) on the gaze levels → stock ``nnUNetv2_predict`` on imagesTs →
 ``nnunet_ext evaluate --voxel-units`` against the true test masks → per-image Dice and IoU, mean ± std over the
 test images (as the paper reports them), the quality of the gaze pseudo-masks against the true masks of the
-training images, and one table beside the paper's numbers (``results.md``, ``results.json`` in the work dir).
+training images, and one table beside the paper's numbers (``results.md``, ``results.json`` in the work dir),
+with ``predictions.png`` showing the first test images' true and predicted contours.
 
 Fold ``all``: the paper trains on every training image and has no validation split (it even picks its best
 checkpoint on the test set); here every method trains on all training images and the final checkpoint is
@@ -213,6 +214,44 @@ def evaluate_predictions(summary_file: str) -> dict:
             "IoU": mean_std([c["Jaccard"] for c in cases])}
 
 
+def write_prediction_figure(raw_folder: str, methods: Dict[str, dict], path: str, count: int = 8) -> None:
+    """A picture to look at: the first ``count`` test images (sorted ids, not picked) with the true mask's contour
+    (white, dashed) and each method's predicted contour, titled with each method's Dice on that image."""
+    import matplotlib
+    matplotlib.use("agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    cases = case_ids(raw_folder, "labelsTs")[:count]
+    colours = [plt.get_cmap("tab10")(i) for i in range(len(methods))]
+    columns = min(4, len(cases))
+    rows = -(-len(cases) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.6 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, case in zip(axes.flat, cases):
+        with Image.open(os.path.join(raw_folder, "imagesTs", f"{case}_0000{FILE_ENDING}")) as image:
+            ax.imshow(np.asarray(image.convert("RGB")))
+        with Image.open(os.path.join(raw_folder, "labelsTs", case + FILE_ENDING)) as label:
+            truth = np.asarray(label) == 1
+        if truth.any() and not truth.all():
+            ax.contour(truth, levels=[0.5], colors="white", linewidths=1.5, linestyles="dashed")
+        dice = []
+        for colour, row in zip(colours, methods.values()):
+            with Image.open(os.path.join(row["predictions"], case + FILE_ENDING)) as prediction:
+                predicted = np.asarray(prediction) == 1
+            if predicted.any() and not predicted.all():
+                ax.contour(predicted, levels=[0.5], colors=[colour], linewidths=1.5)
+            dice.append(f"{gaze.overlap(predicted, truth)['Dice']:.2f}")
+        ax.set_title(f"{case[:14]}\nDice {' / '.join(dice)}", fontsize=8)
+    handles = [Line2D([], [], color="white", linestyle="dashed", label="true mask")] + [
+        Line2D([], [], color=colour, label=trainer) for colour, trainer in zip(colours, methods)]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, facecolor="lightgrey")
+    fig.tight_layout(rect=(0, 0.6 / (3.6 * rows + 0.6), 1, 1))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def cell(score: Dict[str, float]) -> str:
     """A table cell "mean ± std"."""
     return f"{score['mean']:.2f} ± {score['std']:.2f}"
@@ -300,7 +339,8 @@ def main() -> None:
             "--voxel-units", "-np", str(args.num_processes)), env)
         batch_size, patch_size = plans_settings(preprocessed[kind], plans)
         methods[trainer] = {"variant": variant, "trained_on": f"{os.path.basename(raw[kind])} ({kind} supervision)",
-                            "batch_size": batch_size, "patch_size": patch_size, "summary": summary,
+                            "batch_size": batch_size, "patch_size": patch_size, "predictions": predictions,
+                            "summary": summary,
                             **evaluate_predictions(summary), "paper": dict(zip(("method", "Dice", "Dice_released"),
                                                                                 PAPER[trainer]))}
     with open(os.path.join(raw["gaze"], "dataset.json")) as f:
@@ -313,6 +353,7 @@ def main() -> None:
               "methods": methods, "pseudo_masks": pseudo_mask_quality(raw["gaze"])}
     with open(os.path.join(work, "results.json"), "w") as f:
         json.dump(report, f, indent=1)
+    write_prediction_figure(raw["full"], methods, os.path.join(work, "predictions.png"))
     text = markdown(report)
     with open(os.path.join(work, "results.md"), "w") as f:
         f.write(text + "\n")
