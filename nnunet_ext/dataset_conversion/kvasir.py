@@ -144,8 +144,8 @@ def _read_case(case: _Case) -> Tuple[_Case, np.ndarray, np.ndarray, Optional[np.
     if case.fixations is not None:
         label = gaze.pseudo_label(image, case.fixations, case.sigma, case.thresholds,
                                   expected_size=case.expected_size, name=case.image_path)
-        crf_map = label.crf_map if case.size is None else np.clip(resize_bilinear(label.crf_map, case.size), 0, 1)
-        levels = gaze.level_masks(crf_map, case.thresholds)
+        levels = label.levels if case.size is None else gaze.level_masks(
+            np.clip(resize_bilinear(label.crf_map, case.size), 0, 1), case.thresholds)
     if case.size is not None:
         image = np.clip(np.round(resize_bilinear(image, case.size)), 0, 255).astype(np.uint8)
         mask = (resize_bilinear(mask, case.size) >= 0.5).astype(np.uint8)
