@@ -38,12 +38,15 @@ import os
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 from tqdm import tqdm
+
+if TYPE_CHECKING:
+    from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
 """Image files the command reads: Pillow formats, and single DICOM slices (read with SimpleITK)."""
@@ -335,6 +338,37 @@ def gaze_labels(num_levels: int) -> Tuple[Dict[str, object], Optional[List[int]]
     for k in range(1, num_levels + 1):
         labels[f"gaze_level_{k}"] = list(range(k, num_levels + 1))
     return labels, list(range(1, num_levels + 1))
+
+
+def gaze_level_count(dataset_json: dict, label_manager: "LabelManager") -> int:
+    """L of a gaze dataset, read back from what :func:`gaze_labels` wrote: its regions must be the nested levels
+    {k, …, L}, k = 1…L (in any order), and L ≥ 2 for GazeSup's consistency."""
+    name = dataset_json.get("name", "this dataset")
+    if not label_manager.has_regions:
+        raise ValueError(
+            f"nnUNetTrainerGazeSup needs gaze levels declared as nested regions in dataset.json "
+            f"(gaze_level_k: [k, ..., L] with regions_class_order), but {name} has plain labels "
+            f"{dataset_json.get('labels')}. A one-level pseudo-mask is ordinary supervision: train it with "
+            f"nnUNetTrainer. Convert gaze data with `nnunet_ext convert kvasir --gaze-csv ...`.")
+    regions = [set(r) if isinstance(r, tuple) else {r} for r in label_manager.foreground_regions]
+    num_levels = len(regions)
+    expected = [set(range(k, num_levels + 1)) for k in range(1, num_levels + 1)]
+    if sorted(regions, key=len, reverse=True) != expected:
+        raise ValueError(f"the regions of {name} ({dataset_json.get('labels')}) are not nested gaze levels "
+                         f"[1..L], [2..L], ..., [L] of an ordinal label map")
+    if num_levels < 2:
+        raise ValueError(f"{name} has one gaze level; GazeSup's consistency needs at least two")
+    return num_levels
+
+
+def binary_dataset_json(dataset_json: dict) -> dict:
+    """The dataset.json a GazeSup model's predictor reads: background and the gaze target (``gaze.target``, e.g.
+    polyp), with the training labels kept under ``nnunet_ext_training_labels``."""
+    binary = {k: v for k, v in dataset_json.items() if k not in ("labels", "regions_class_order")}
+    binary["labels"] = {"background": 0, dataset_json.get("gaze", {}).get("target", "foreground"): 1}
+    binary["nnunet_ext_training_labels"] = {"labels": dataset_json["labels"],
+                                            "regions_class_order": dataset_json.get("regions_class_order")}
+    return binary
 
 
 def gaze_dataset_entries(target: str, csv_path: str, sigma: float,

@@ -262,7 +262,7 @@ def test_paper_variant_trains_with_the_papers_optimiser_and_flips(gaze_dataset, 
 
 def test_plain_label_dataset_is_refused_with_a_clear_error(nnunet_folders):
     from nnunetv2.utilities.label_handling.label_handling import LabelManager
-    from nnunet_ext.trainers.nnUNetTrainerGazeSup import gaze_level_count
+    from nnunet_ext.gaze import gaze_level_count
     with pytest.raises(ValueError, match="nested regions"):
         gaze_level_count({"name": "X", "labels": {"background": 0, "polyp": 1}},
                          LabelManager({"background": 0, "polyp": 1}, None))

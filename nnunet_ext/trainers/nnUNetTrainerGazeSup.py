@@ -37,8 +37,8 @@ import torch
 
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
+from nnunet_ext.gaze import binary_dataset_json, gaze_level_count
 from nnunet_ext.level_consistency import level_agreement, propagate
 from nnunet_ext.losses import SummedBinaryCrossEntropy
 from nnunet_ext.networks import MultiLevelUNet
@@ -49,35 +49,6 @@ from nnunet_ext.trainers.paper_schedule import HalfCosineLR, PaperScheduleMixin
 PLANS_LEVELS_KEY = "nnunet_ext_gaze_levels"
 """Configuration key, in the results folder's plans.json, holding the number of level networks."""
 CONSISTENCY_MODES = ("pure", "prop")
-
-
-def gaze_level_count(dataset_json: dict, label_manager: LabelManager) -> int:
-    """L of a gaze dataset: its regions must be the nested levels {k, …, L}, k = 1…L (in any order)."""
-    name = dataset_json.get("name", "this dataset")
-    if not label_manager.has_regions:
-        raise ValueError(
-            f"nnUNetTrainerGazeSup needs gaze levels declared as nested regions in dataset.json "
-            f"(gaze_level_k: [k, ..., L] with regions_class_order), but {name} has plain labels "
-            f"{dataset_json.get('labels')}. A one-level pseudo-mask is ordinary supervision: train it with "
-            f"nnUNetTrainer. Convert gaze data with `nnunet_ext convert kvasir --gaze-csv ...`.")
-    regions = [set(r) if isinstance(r, tuple) else {r} for r in label_manager.foreground_regions]
-    num_levels = len(regions)
-    expected = [set(range(k, num_levels + 1)) for k in range(1, num_levels + 1)]
-    if sorted(regions, key=len, reverse=True) != expected:
-        raise ValueError(f"the regions of {name} ({dataset_json.get('labels')}) are not nested gaze levels "
-                         f"[1..L], [2..L], ..., [L] of an ordinal label map")
-    if num_levels < 2:
-        raise ValueError(f"{name} has one gaze level; GazeSup's consistency needs at least two")
-    return num_levels
-
-
-def binary_dataset_json(dataset_json: dict) -> dict:
-    """The dataset.json the predictor reads: background and the gaze target (``gaze.target``, e.g. polyp)."""
-    binary = {k: v for k, v in dataset_json.items() if k not in ("labels", "regions_class_order")}
-    binary["labels"] = {"background": 0, dataset_json.get("gaze", {}).get("target", "foreground"): 1}
-    binary["nnunet_ext_training_labels"] = {"labels": dataset_json["labels"],
-                                            "regions_class_order": dataset_json.get("regions_class_order")}
-    return binary
 
 
 class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
