@@ -361,11 +361,20 @@ def gaze_level_count(dataset_json: dict, label_manager: "LabelManager") -> int:
     return num_levels
 
 
-def binary_dataset_json(dataset_json: dict) -> dict:
+def binary_dataset_json(dataset_json: dict, num_levels: int) -> dict:
     """The dataset.json a GazeSup model's predictor reads: background and the gaze target (``gaze.target``, e.g.
-    polyp), with the training labels kept under ``nnunet_ext_training_labels``."""
+    polyp) as one region over all ordinal values 1…L, with the training labels kept under
+    ``nnunet_ext_training_labels``.
+
+    One sigmoid channel, the level-averaged logit, predicts the region; nnU-Net exports it as label 1. Declaring
+    the target as the region 1…L (not as the plain label 1) makes every nnU-Net tool that scores this model
+    against the ordinal training maps (the final validation, ``nnUNetv2_find_best_configuration``'s
+    cross-validation and post-processing) compare with gaze level 1, the union of the levels, while binary
+    {0, 1} true masks are scored as they are."""
     binary = {k: v for k, v in dataset_json.items() if k not in ("labels", "regions_class_order")}
-    binary["labels"] = {"background": 0, dataset_json.get("gaze", {}).get("target", "foreground"): 1}
+    binary["labels"] = {"background": 0,
+                        dataset_json.get("gaze", {}).get("target", "foreground"): list(range(1, num_levels + 1))}
+    binary["regions_class_order"] = [1]
     binary["nnunet_ext_training_labels"] = {"labels": dataset_json["labels"],
                                             "regions_class_order": dataset_json.get("regions_class_order")}
     return binary

@@ -16,9 +16,9 @@ head it returns ``(segmentation_output, level_set)``.
 
 ``MultiLevelUNet`` (GazeSup; spec §2.6): L independent copies of the plans' U-Net with one sigmoid output
 each, all starting from identical weights. In training it returns their logits stacked as nnU-Net's region
-outputs ``(B, L, ...)`` (per deep-supervision scale); in ``eval()`` mode it returns the two-class logits
-``[0, mean level logit]``, whose softmax foreground probability is σ(mean logit): exactly GazeSup's
-inference rule, read by the stock predictor with a binary label set.
+outputs ``(B, L, ...)`` (per deep-supervision scale); in ``eval()`` mode it returns the mean level logit
+``(B, 1, ...)``, which the stock predictor, given one region as label set, turns into σ(mean logit) > 0.5:
+exactly GazeSup's inference rule.
 """
 from copy import deepcopy
 from typing import List, Optional, Tuple, Union
@@ -112,5 +112,4 @@ class MultiLevelUNet(nn.Module):
                 return [torch.cat(scale, 1) for scale in zip(*outputs)]
             return torch.cat(outputs, 1)
         full = [o[0] if isinstance(o, (list, tuple)) else o for o in outputs]
-        mean = torch.stack(full).mean(0)
-        return torch.cat((torch.zeros_like(mean), mean), 1)
+        return torch.stack(full).mean(0)

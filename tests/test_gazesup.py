@@ -114,9 +114,8 @@ def test_multi_level_unet_levels_are_separate_and_eval_returns_the_mean_logit():
             level.decoder.seg_layers[-1].bias.add_(torch.randn(1))
         inference = network(x)
         per_level = torch.cat([level(x)[0] for level in network.levels], 1)
-    assert inference.shape == (2, 2, 16, 16)
-    assert torch.all(inference[:, 0] == 0)
-    torch.testing.assert_close(inference[:, 1], per_level.mean(1))
+    assert inference.shape == (2, 1, 16, 16)
+    torch.testing.assert_close(inference[:, 0], per_level.mean(1))
 
 
 @pytest.fixture(scope="module")
@@ -271,6 +270,31 @@ def test_plain_label_dataset_is_refused_with_a_clear_error(nnunet_folders):
         gaze_level_count({"name": "X", "labels": labels}, LabelManager(labels, [1, 2]))
 
 
+def assert_validation_is_scored_against_gaze_level_1(model: Path, raw: Path) -> None:
+    """The binary validation exports, scored the way nnU-Net's tools score a results folder (the final
+    validation's summary.json; find_best_configuration's cross-validation reads the folder's dataset.json
+    the same way), agree with an independent Dice against gaze level 1 (ordinal label ≥ 1)."""
+    from PIL import Image
+    from nnunetv2.evaluation.evaluate_predictions import compute_metrics_on_folder2
+    validation = model / "fold_0" / "validation"
+    names = sorted(p.name for p in validation.glob("*.png"))
+    assert names
+    expected = {}
+    for name in names:
+        predicted = np.asarray(Image.open(validation / name)) > 0
+        level_1 = np.asarray(Image.open(raw / "labelsTr" / name)) >= 1
+        assert level_1.any() and not np.all(level_1 == (np.asarray(Image.open(raw / "labelsTr" / name)) == 1))
+        expected[name] = 2 * (predicted & level_1).sum() / (predicted.sum() + level_1.sum())
+    summary = json.loads((validation / "summary.json").read_text())
+    assert {Path(c["prediction_file"]).name: c["metrics"]["(1, 2)"]["Dice"]
+            for c in summary["metric_per_case"]} == pytest.approx(expected)
+    compute_metrics_on_folder2(str(raw / "labelsTr"), str(validation), str(model / "dataset.json"),
+                               str(model / "plans.json"), str(model / "rescored.json"), num_processes=1, chill=True)
+    rescored = json.loads((model / "rescored.json").read_text())
+    assert {Path(c["prediction_file"]).name: c["metrics"]["(1, 2)"]["Dice"]
+            for c in rescored["metric_per_case"]} == pytest.approx(expected)
+
+
 def test_train_predict_evaluate_and_resume(gaze_dataset, nnunet_folders, run_command, tmp_path):
     from PIL import Image
     smoke = "nnUNetTrainerGazeSup_smoke"
@@ -283,9 +307,11 @@ def test_train_predict_evaluate_and_resume(gaze_dataset, nnunet_folders, run_com
     assert len(logged["loss_bce"]) == len(logged["loss_consistency"]) == 2
     assert all(-1 <= v < 0 for v in logged["loss_consistency"])
     assert (fold / "progress.png").is_file()
-    assert json.loads((model / "dataset.json").read_text())["labels"] == {"background": 0, "lesion": 1}
+    inference_json = json.loads((model / "dataset.json").read_text())
+    assert inference_json["labels"] == {"background": 0, "lesion": [1, 2]}
+    assert inference_json["regions_class_order"] == [1]
     assert json.loads((model / "plans.json").read_text())["configurations"]["2d"][PLANS_LEVELS_KEY] == 2
-    assert sorted(p.name for p in (fold / "validation").glob("*.png"))
+    assert_validation_is_scored_against_gaze_level_1(model, gaze_dataset)
 
     prediction = tmp_path / "pred"
     run_command("nnUNetv2_predict", "-i", str(gaze_dataset / "imagesTs"), "-o", str(prediction), "-d", str(DATASET_ID),

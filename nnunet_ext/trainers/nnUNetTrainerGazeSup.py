@@ -17,14 +17,16 @@ map per image whose value is the number of CRF-map thresholds reached, declared 
   equal, cheaper propagation of the bias-free logit) — is pulled towards the peers' plain predictions; in
   ``pure`` mode z_k itself is. The peers are detached.
 * **Inference** (§2.9): the logits are averaged over levels and the prediction is σ(mean logit) > 0.5. The
-  network in ``eval()`` mode returns ``[0, mean logit]`` as two-class logits, and the trainer writes a binary
-  label set (background, target) into its results folder's dataset.json, so the stock ``nnUNetv2_predict``
-  writes {0, 1} masks at the input size. The number of levels travels in the plans copy of the results
+  network in ``eval()`` mode returns the mean logit as one channel, and the trainer writes a binary label set
+  into its results folder's dataset.json (background and the target, declared as the region of all ordinal
+  values; :func:`nnunet_ext.gaze.binary_dataset_json`), so the stock ``nnUNetv2_predict`` writes {0, 1} masks
+  at the input size. The number of levels travels in the plans copy of the results
   folder (configuration key ``nnunet_ext_gaze_levels``), where the predictor's call of
   :meth:`build_network_architecture` reads it.
 
 Online validation scores each level against its own pseudo-mask (nnU-Net's pseudo Dice per region). The
-final validation exports binary predictions and scores them against gaze level 1 (the loosest pseudo-mask);
+final validation, like every nnU-Net tool reading the results folder, scores the binary predictions against
+gaze level 1 (the loosest pseudo-mask);
 the true masks of the training images (labelsTrReference) are never read here: evaluate against them with
 ``nnunet_ext evaluate``. The state is the L networks and the optimizer, so ``--c`` needs nothing extra.
 Options are class attributes; a variant subclass changes them (``nnUNetTrainerGazeSup_pure``).
@@ -75,7 +77,7 @@ class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
                                    num_output_channels: int, enable_deep_supervision: bool = True) -> torch.nn.Module:
-        """L one-output U-Nets of the plans; in eval mode they answer two-class logits (see module doc)."""
+        """L one-output U-Nets of the plans; in eval mode they answer the mean level logit (see module doc)."""
         num_levels = configuration_manager.configuration.get(PLANS_LEVELS_KEY)
         if num_levels is None:
             raise RuntimeError(f"the plans' configuration has no '{PLANS_LEVELS_KEY}': the GazeSup network is "
@@ -98,7 +100,7 @@ class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
 
     def inference_dataset_json(self) -> dict:
         """Background and the gaze target: what the level-averaged inference network answers."""
-        return binary_dataset_json(self.dataset_json)
+        return binary_dataset_json(self.dataset_json, self.num_levels)
 
     def propagated_logits(self, logits: torch.Tensor, features: List[torch.Tensor]) -> torch.Tensor:
         """z̃_k = segmentation layer_k(f̃_k) for every level, computed as propagate(f_k, z_k − b_k) + b_k (equal,
@@ -147,14 +149,12 @@ class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
         super().on_validation_epoch_end(val_outputs)
 
     def perform_actual_validation(self, save_probabilities: bool = False) -> None:
-        """nnU-Net's validation with binary exports, scored against gaze level 1 (the loosest pseudo-mask)."""
+        """nnU-Net's validation with the inference label set: binary exports, scored against gaze level 1."""
         trained_json, trained_labels = self.dataset_json, self.label_manager
-        level_1 = list(range(1, self.num_levels + 1))
         self.dataset_json = self.inference_dataset_json()
-        self.label_manager = self.plans_manager.get_label_manager(
-            {"labels": {"background": 0, "gaze_level_1": level_1}, "regions_class_order": [1]})
+        self.label_manager = self.plans_manager.get_label_manager(self.dataset_json)
         self.print_to_log_file("GazeSup validation: binary predictions (mean level logit > 0) scored against the "
-                               f"gaze level 1 pseudo-masks (ordinal values {level_1}), not true masks; evaluate "
+                               "gaze level 1 pseudo-masks (every ordinal value > 0), not true masks; evaluate "
                                "against labelsTrReference with `nnunet_ext evaluate`.", also_print_to_console=True)
         try:
             super().perform_actual_validation(save_probabilities)
