@@ -320,6 +320,36 @@ def test_older_csv_format_gives_the_same_pseudo_masks(download, real, converted,
                                   array(read(converted["slices"] / "labelsTr" / "Prostate3T-01-0019_18.nii.gz")))
 
 
+def test_gaze_slice_k_is_label_slice_k_minus_1_also_for_a_label_stored_head_to_feet(download, real, converted,
+                                                                                    tmp_path, monkeypatch):
+    """GazeMedSeg's slice k is NRRD slice k - 1; with the label stored head-to-feet that slice lies at position
+    n - k of the series, and the image, reference mask and pseudo-mask are taken from there."""
+    case = "Prostate3T-01-0001"
+    truth = real_label(real, case)
+    flipped = flipped_label(truth)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    sitk.WriteImage(flipped, str(labels / f"{case}.nrrd"), useCompression=True)
+    convert(tmp_path / "raw", monkeypatch, "-i", str(download / case), "--labels", str(labels), "-d", "817",
+            "--gaze-csv", str(converted["csv"]), "-np", "0")
+    folder = tmp_path / "raw" / "Dataset817_NCIISBIGaze"
+    keys = [key for key in GAZED if key.startswith(case)]
+    assert names(folder / "labelsTr") == sorted(f"{key}.nii.gz" for key in keys)
+    fixations, sizes = gaze.read_gaze_csv(str(converted["csv"]))
+    depth = truth.GetSize()[2]
+    for key in keys:
+        k = int(key.rsplit("_", 1)[1])
+        image = array(read(folder / "imagesTr" / f"{key}_0000.nii.gz"))
+        assert np.all(image // SLICE_CODE == depth - k + 1)
+        reference = array(read(folder / "labelsTrReference" / f"{key}.nii.gz"))
+        np.testing.assert_array_equal(reference, array(flipped)[k - 1] > 0)
+        np.testing.assert_array_equal(reference, image % SLICE_CODE - np.arange(image.shape[1]) == ZONE_CODE)
+        grey = ((image - image.min()) / (image.max() - image.min()) * 255).astype(np.uint8)
+        crf = gaze.crf_refine(np.stack([grey] * 3, axis=-1), gaze.gaze_heatmap(fixations[key], *sizes[key], 50))
+        np.testing.assert_array_equal(array(read(folder / "labelsTr" / f"{key}.nii.gz")),
+                                      (crf >= 0.2).astype(np.uint8) + (crf >= 0.4))
+
+
 def test_gaze_size_mismatch_and_slice_out_of_range_name_the_case(download, real, tmp_path, monkeypatch):
     bad = tmp_path / "bad.csv"
     write_gaze_csv(real, bad, {"Prostate3T-01-0001_7"}, change_size={"Prostate3T-01-0001_7": (300, 320)})

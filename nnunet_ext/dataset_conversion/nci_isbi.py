@@ -27,9 +27,10 @@ label therefore carries exactly the DICOM geometry.
 Cases that cannot be paired are skipped with the reason, printed and recorded in dataset.json under
 ``nci_isbi_conversion`` (problem codes: ``slice_count_mismatch`` — e.g. ProstateDx-01-0055, whose label has 23
 slices and its series 34 —, ``size_mismatch``, ``geometry_mismatch``, ``no_label`` for a training series,
-``no_series`` for a label, ``no_gaze``; with ``--gaze-csv`` also ``no_label`` for a test series); test series
-without a label are written to imagesTs only (3-D) and listed. ``--ignore-label-geometry`` pairs labels of the right
-size by voxel index where their origin or direction disagree with the DICOM series (recorded as a warning per case).
+``no_series`` for a label, ``no_gaze``, ``gaze_slice_mismatch``; with ``--gaze-csv`` also ``no_label`` for a test
+series); test series without a label are written to imagesTs only (3-D) and listed. ``--ignore-label-geometry``
+pairs labels of the right size by voxel index where their origin or direction disagree with the DICOM series
+(recorded as a warning per case).
 If no training case is left the conversion fails with the report.
 
 Output ``Dataset{id}_{name}``, one channel ``{"0": "T2"}``, ``.nii.gz``:
@@ -38,10 +39,13 @@ Output ``Dataset{id}_{name}``, one channel ``{"0": "T2"}``, ``.nii.gz``:
   prostate 1 (central gland 1 and peripheral zone 2 merged), or with ``--keep-zones`` background 0, central_gland 1,
   peripheral_zone 2. nnU-Net's ``2d`` configuration trains on these slice-wise.
 * with ``--gaze-csv`` (GazeMedSeg ``nci-isbi_fixation.csv``, default name ``NCIISBIGaze``): 2-D slices, case id
-  ``<case>_<k>`` with k the 1-based index of the slice in the sorted order above, i.e. label slice z = k - 1 — the
-  GazeMedSeg convention (its masks are NRRD slice k - 1; on the real labels, the gaze heatmaps of the 789 gazed
-  slices overlap NRRD slice k - 1, as SimpleITK reads it and untransposed, better than slice k, the reversed slice
-  order or the transposed slice). Training cases are the gazed slices of the training cases; image = the slice
+  ``<case>_<k>``. For a gazed training slice k is the gaze CSV's slice number, which names label slice z = k - 1
+  — the GazeMedSeg convention (its masks are NRRD slice k - 1; on the real labels, the gaze heatmaps of the 789
+  gazed slices overlap NRRD slice k - 1, as SimpleITK reads it and untransposed, better than slice k, the
+  reversed slice order or the transposed slice) — and the image slice is the one holding that label slice: the
+  k-th in the sorted order above for a label on the image's grid, the k-th from the end for a label stored
+  head-to-feet (a label whose slice axis runs in-plane is skipped, ``gaze_slice_mismatch``). A test slice's k is
+  its 1-based index in the sorted order. Training cases are the gazed slices of the training cases; image = the slice
   (original intensities; 2-D geometry: the pixel spacing, origin 0, identity direction), label = GazeSup ordinal
   pseudo-mask (:mod:`nnunet_ext.gaze`: heatmap σ 50 px → dense CRF → thresholds 0.2 / 0.4; value = number of
   thresholds the CRF map reaches, nested regions as :func:`~nnunet_ext.gaze.gaze_labels`
@@ -59,7 +63,7 @@ import argparse
 import itertools
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -355,6 +359,23 @@ def read_label_grid(path: str) -> _Grid:
                  tuple(reader.GetDirection()))
 
 
+def _label_to_image_index(label: _Grid, image: _Grid) -> Tuple[np.ndarray, np.ndarray]:
+    """(A, b) such that the continuous image index of label index i is A · i + b (both (x, y, z))."""
+    to_index = np.linalg.inv(image.index_to_physical)
+    return to_index @ label.index_to_physical, to_index @ (np.array(label.origin) - np.array(image.origin))
+
+
+def image_slice_of_label_slice(label: _Grid, image: _Grid, z: int) -> Optional[int]:
+    """The position-sorted series index of the image slice that holds label slice ``z`` (0-based), for grids
+    :func:`grid_match` accepted; None if the label's slices are not the image's (its third axis runs in-plane).
+    A label stored head-to-feet holds image slice n − 1 − z as its slice z."""
+    linear, shift = _label_to_image_index(label, image)
+    step = np.round(linear[2, 2])
+    if abs(step) != 1:
+        return None
+    return int(step * z + np.round(shift[2]))
+
+
 def grid_match(label: _Grid, image: _Grid) -> Optional[Tuple[float, bool]]:
     """Whether the label's voxels are the image's voxels, in any axis order or direction.
 
@@ -362,9 +383,7 @@ def grid_match(label: _Grid, image: _Grid) -> Optional[Tuple[float, bool]]:
     voxel centre it belongs to, whether the two grids have the same axes). The map from label to image index is
     affine, so its largest deviation from the nearest signed permutation plus integer shift is reached at a corner.
     """
-    to_index = np.linalg.inv(image.index_to_physical)
-    linear = to_index @ label.index_to_physical
-    shift = to_index @ (np.array(label.origin) - np.array(image.origin))
+    linear, shift = _label_to_image_index(label, image)
     permutation = np.round(linear)
     if not ((np.abs(permutation).sum(axis=0) == 1).all() and (np.abs(permutation).sum(axis=1) == 1).all()):
         return None
@@ -444,9 +463,12 @@ def slice_to_rgb(array: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _GazeSlice:
+    """GazeMedSeg's slice ``k`` of a case: NRRD label slice k − 1, held by image slice ``volume_index`` (in
+    position order; set once the label is paired with the series)."""
     k: int
     fixations: np.ndarray
     expected_size: Optional[Tuple[int, int]]
+    volume_index: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -494,9 +516,10 @@ def _convert_case(task: _Task) -> List[_Output]:
     if task.training:
         for s in task.gaze_slices:
             name = f"{series.case_id}_{s.k}"
-            levels = gaze.pseudo_label(slice_to_rgb(volume[s.k - 1]), s.fixations, task.sigma, task.thresholds,
+            z = s.volume_index
+            levels = gaze.pseudo_label(slice_to_rgb(volume[z]), s.fixations, task.sigma, task.thresholds,
                                        expected_size=s.expected_size, name=name).levels
-            outputs.append(_Output(name, volume[s.k - 1], levels, label[s.k - 1], *geometry,
+            outputs.append(_Output(name, volume[z], levels, label[z], *geometry,
                                    f"{source}, slice {s.k}"))
     else:
         for z in np.flatnonzero(label.reshape(len(label), -1).any(axis=1)):
@@ -593,7 +616,14 @@ def _plan(series: Dict[str, Series], labels: Dict[str, str], gaze_slices: Option
                 skip("no_gaze", f"the gaze CSV has no fixations for case {case}")
                 continue
             _check_gaze_slices(case, gaze_slices[case], s, csv_path)
-            fields["gaze_slices"] = tuple(gaze_slices[case][k] for k in sorted(gaze_slices[case]))
+            gazed = [gaze_slices[case][k] for k in sorted(gaze_slices[case])]
+            indices = [g.k - 1 if pair_by_index else image_slice_of_label_slice(label_grid, image_grid, g.k - 1)
+                       for g in gazed]
+            if None in indices:
+                skip("gaze_slice_mismatch", f"label {label_path} runs across the slices of DICOM series "
+                                            f"{s.folder}, so its slice numbers (the gaze CSV's) name no image slice")
+                continue
+            fields["gaze_slices"] = tuple(replace(g, volume_index=z) for g, z in zip(gazed, indices))
         plans.append((case, fields))
     if gaze_slices is not None:
         used = {case for case, fields in plans if fields["training"]}
