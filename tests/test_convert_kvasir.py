@@ -197,6 +197,31 @@ def test_missing_masks_folder_and_image_without_mask(release, tmp_path, monkeypa
         convert(tmp_path / "raw", monkeypatch, "-i", str(folder), "-d", "816")
 
 
+def test_gaze_training_images_need_no_true_mask(release, tmp_path, monkeypatch):
+    """Gaze pseudo-masks come from the image and the fixations alone: a training image without a mask is
+    converted all the same (no labelsTrReference entry), a test image without one is an error."""
+    folder = broken_release(release, tmp_path)
+    ids = release["ids"][:4]
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": ids[:3], "test": ids[3:]}))
+    gaze_args = ["--gaze-csv", str(release["csv"]), "--split-file", str(split), "-np", "0"]
+    convert(tmp_path / "raw", monkeypatch, "-i", str(folder), "-d", "819", *gaze_args)
+    (folder / "masks" / f"{ids[1]}.jpg").unlink()
+    printed = convert(tmp_path / "raw", monkeypatch, "-i", str(folder), "-d", "820", *gaze_args)
+    complete, partial = (tmp_path / "raw" / f"Dataset{d}_KvasirGaze" for d in (819, 820))
+    assert names(partial / "labelsTr") == names(complete / "labelsTr") == sorted(f"{i}.png" for i in ids[:3])
+    assert names(partial / "labelsTrReference") == sorted(f"{i}.png" for i in (ids[0], ids[2]))
+    for name in names(complete / "labelsTr"):
+        np.testing.assert_array_equal(np.array(Image.open(partial / "labelsTr" / name)),
+                                      np.array(Image.open(complete / "labelsTr" / name)))
+    assert "true masks of the 2 training images that have one" in printed
+    (folder / "masks" / f"{ids[3]}.jpg").unlink()
+    with pytest.raises(ValueError, match=f"1 test image.* have no mask .*{ids[3]}.jpg"):
+        convert(tmp_path / "raw", monkeypatch, "-i", str(folder), "-d", "821", *gaze_args)
+    with pytest.raises(ValueError, match=f"2 image.* have no mask .*{ids[1]}.jpg"):
+        convert(tmp_path / "raw", monkeypatch, "-i", str(folder), "-d", "821", "--split-file", str(split))
+
+
 @pytest.mark.parametrize("num_processes", ["0", "2"])
 def test_unreadable_image_names_the_file_and_leaves_nothing(release, tmp_path, monkeypatch, num_processes):
     folder = broken_release(release, tmp_path)

@@ -21,7 +21,8 @@ Output ``Dataset{id}_{name}`` (specs/cmc_gazesup_ltuda.md §2.12), case ids = Kv
   threshold, with ``regions_class_order`` [1, …, L]. nnU-Net then trains one sigmoid output per level and
   converts predictions back by painting level after level, which restores the ordinal map. (For one level the
   label is a plain ``gaze_level_1``: 1, since nnU-Net treats a one-value list as an ordinary label.) The true
-  masks of the training images go to ``labelsTrReference/`` — reporting only, never read in training — and the
+  masks of the training images go to ``labelsTrReference/`` — reporting only, never read in training; a
+  training image without a mask (or a release without ``masks/``) is converted all the same — and the
   test labels (labelsTs) are the true masks, value 1 = polyp. dataset.json records the split and, under
   ``gaze``, the target structure (``target``: polyp, the foreground of models trained on the levels), σ, the
   thresholds per level and the CRF parameters.
@@ -56,21 +57,30 @@ FILE_ENDING = ".png"
 REFERENCE = "Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020"
 
 
-def list_cases(input_folder: str) -> Dict[str, Tuple[str, str]]:
-    """``{id: (image path, mask path)}`` of a Kvasir-SEG release folder; every image needs a mask."""
+def list_cases(input_folder: str, masks_optional: bool = False) -> Dict[str, Tuple[str, Optional[str]]]:
+    """``{id: (image path, mask path)}`` of a Kvasir-SEG release folder. Every image needs a mask unless
+    ``masks_optional`` (gaze supervision, whose training images need none): then the mask path is None where
+    ``masks/`` has no such file or does not exist."""
     if not os.path.isdir(input_folder):
         raise ValueError(f"Kvasir-SEG folder {input_folder} does not exist")
     folders = {sub: os.path.join(input_folder, sub) for sub in ("images", "masks")}
     for sub, folder in folders.items():
-        if not os.path.isdir(folder):
+        if not os.path.isdir(folder) and not (sub == "masks" and masks_optional):
             raise ValueError(f"{input_folder} has no {sub}/ folder; expected the official Kvasir-SEG layout "
                              f"images/<id>.jpg and masks/<id>.jpg")
-    images, masks = (gaze.list_images(folders[sub]) for sub in ("images", "masks"))
+    images = gaze.list_images(folders["images"])
+    masks = gaze.list_images(folders["masks"]) if os.path.isdir(folders["masks"]) else {}
+    if not masks_optional:
+        require_masks(images, masks, folders, "image(s)")
+    return {k: (images[k], masks.get(k)) for k in sorted(images)}
+
+
+def require_masks(images: Dict[str, str], masks: Dict[str, str], folders: Dict[str, str], what: str) -> None:
+    """``ValueError`` listing the ``images`` that have no mask in ``masks``."""
     without_mask = sorted(k for k in images if k not in masks)
     if without_mask:
-        raise ValueError(f"{len(without_mask)} image(s) of {folders['images']} have no mask in {folders['masks']}: "
+        raise ValueError(f"{len(without_mask)} {what} of {folders['images']} have no mask in {folders['masks']}: "
                          f"{', '.join(os.path.basename(images[k]) for k in without_mask[:10])}")
-    return {k: (images[k], masks[k]) for k in sorted(images)}
 
 
 def split_ids(ids: Sequence[str], test_fraction: float = 0.2, seed: int = 0) -> Tuple[List[str], List[str]]:
@@ -116,7 +126,7 @@ class _Case:
     case_id: str
     training: bool
     image_path: str
-    mask_path: str
+    mask_path: Optional[str]
     fixations: Optional[np.ndarray] = None
     expected_size: Optional[Tuple[int, int]] = None
     sigma: float = 0.0
@@ -132,12 +142,12 @@ def resize_bilinear(array: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     return (resized.permute(1, 2, 0) if array.ndim == 3 else resized[0]).numpy()
 
 
-def _read_case(case: _Case) -> Tuple[_Case, np.ndarray, np.ndarray, Optional[np.ndarray]]:
-    """Image (H, W, 3 uint8), true mask (uint8 0/1) and, for a gaze training case, the ordinal level map,
-    all at ``case.size`` when it is set."""
+def _read_case(case: _Case) -> Tuple[_Case, np.ndarray, Optional[np.ndarray], Optional[np.ndarray]]:
+    """Image (H, W, 3 uint8), true mask (uint8 0/1; None for a gaze training image without one) and, for a gaze
+    training case, the ordinal level map, all at ``case.size`` when it is set."""
     image = gaze.read_rgb(case.image_path)
-    mask = gaze.read_mask(case.mask_path).astype(np.uint8)
-    if mask.shape != image.shape[:2]:
+    mask = None if case.mask_path is None else gaze.read_mask(case.mask_path).astype(np.uint8)
+    if mask is not None and mask.shape != image.shape[:2]:
         raise ValueError(f"{case.mask_path}: mask size {mask.shape} differs from the image's {image.shape[:2]} "
                          f"({case.image_path})")
     levels = None
@@ -148,7 +158,7 @@ def _read_case(case: _Case) -> Tuple[_Case, np.ndarray, np.ndarray, Optional[np.
             np.clip(resize_bilinear(label.crf_map, case.size), 0, 1), case.thresholds)
     if case.size is not None:
         image = np.clip(np.round(resize_bilinear(image, case.size)), 0, 255).astype(np.uint8)
-        mask = (resize_bilinear(mask, case.size) >= 0.5).astype(np.uint8)
+        mask = None if mask is None else (resize_bilinear(mask, case.size) >= 0.5).astype(np.uint8)
     return case, image, mask, levels
 
 
@@ -168,7 +178,7 @@ def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.
         size = tuple(int(v) for v in resize)
         if len(size) != 2 or min(size) < 1:
             raise ValueError(f"--resize needs two positive numbers, height and width; got {list(resize)}")
-    cases = list_cases(input_folder)
+    cases = list_cases(input_folder, masks_optional=gaze_csv is not None)
     if split_file is not None:
         train, test = read_split_file(split_file, list(cases))
         split_info = {"split_file": os.path.abspath(split_file)}
@@ -178,6 +188,10 @@ def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.
                       "rule": "round(test_fraction * N) ids drawn by numpy.random.default_rng(seed)"
                               ".permutation over the sorted ids"}
     split_info.update(num_train=len(train), num_test=len(test))
+    require_masks({i: cases[i][0] for i in (test if gaze_csv else train + test)},
+                  {i: cases[i][1] for i in cases if cases[i][1] is not None},
+                  {sub: os.path.join(input_folder, sub) for sub in ("images", "masks")},
+                  "test image(s)" if gaze_csv else "image(s)")
     extra = {"name": "Kvasir-SEG", "reference": REFERENCE, "kvasir_split": split_info}
     if size is not None:
         extra["resized_to"] = list(size)
@@ -208,23 +222,26 @@ def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.
     level_dice: List[List[float]] = []
     with writer:
         for case, image, mask, level_map in gaze.map_in_pool(_read_case, tasks, num_processes, progress=False):
-            source = f"{case.image_path} + {case.mask_path}"
+            source = case.image_path if case.mask_path is None else f"{case.image_path} + {case.mask_path}"
             if not case.training:
                 writer.add_test_case(case.case_id, [_itk(image)], _itk(mask), source=source)
             elif level_map is None:
                 writer.add_training_case(case.case_id, [_itk(image)], _itk(mask), source=source)
             else:
                 writer.add_training_case(case.case_id, [_itk(image)], _itk(level_map), source=source,
-                                         reference_label=_itk(mask))
-                level_dice.append([gaze.overlap(gaze.decode_levels(level_map, k), mask)["Dice"]
-                                   for k in range(1, len(case.thresholds) + 1)])
+                                         reference_label=None if mask is None else _itk(mask))
+                if mask is not None:
+                    level_dice.append([gaze.overlap(gaze.decode_levels(level_map, k), mask)["Dice"]
+                                       for k in range(1, len(case.thresholds) + 1)])
     print(f"{writer.final_folder}: {writer.num_training} training cases (imagesTr, labelsTr"
           f"{' = gaze pseudo-masks; true masks in labelsTrReference' if gaze_csv else ''}), "
           f"{writer.num_test} test cases (imagesTs, labelsTs)")
     if level_dice:
         means = np.mean(level_dice, axis=0)
-        print("pseudo-mask Dice vs the true masks of the training images (mean): " + ", ".join(
-            f"gaze_level_{k} (CRF >= {t:g}) {d:.4f}" for k, (t, d) in enumerate(zip(ordered, means), start=1)))
+        scores = ", ".join(f"gaze_level_{k} (CRF >= {t:g}) {d:.4f}"
+                           for k, (t, d) in enumerate(zip(ordered, means), start=1))
+        print(f"pseudo-mask Dice vs the true masks of the {len(level_dice)} training images that have one (mean): "
+              f"{scores}")
     return writer.final_folder
 
 
