@@ -38,6 +38,7 @@ import os
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Callable, Deque, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -168,14 +169,6 @@ def _positive_int(text: str) -> int:
     return int(value)
 
 
-def read_fixations(csv_path: str) -> Dict[str, np.ndarray]:
-    """Fixations per image of a GazeMedSeg CSV: ``{image key: (n, 3) array of x, y, duration_ms}``.
-
-    See :func:`read_gaze_csv`, which also returns the image sizes.
-    """
-    return read_gaze_csv(csv_path)[0]
-
-
 def read_rgb(path: str) -> np.ndarray:
     """An image as ``(H, W, 3)`` uint8 RGB, the input of the CRF's colour kernel (§2.4).
 
@@ -185,16 +178,24 @@ def read_rgb(path: str) -> np.ndarray:
     try:
         if path.lower().endswith(".dcm"):
             import SimpleITK as sitk
-            array = np.squeeze(sitk.GetArrayFromImage(sitk.ReadImage(path))).astype(np.float64)
+            array = np.squeeze(sitk.GetArrayFromImage(sitk.ReadImage(path)))
             if array.ndim != 2:
                 raise ValueError(f"a 2-D slice is needed, this DICOM holds an array of shape {array.shape}")
-            low, high = array.min(), array.max()
-            scaled = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
-            return np.repeat(scaled.astype(np.uint8)[..., None], 3, axis=2)
+            return grey_to_rgb(array)
         with Image.open(path) as image:
             return np.array(image.convert("RGB"))
     except (OSError, RuntimeError, ValueError) as e:
         raise ValueError(f"{path}: cannot be read as an image ({e})") from None
+
+
+def grey_to_rgb(array: np.ndarray) -> np.ndarray:
+    """A grey image (e.g. an MR slice) as the ``(H, W, 3)`` uint8 image the CRF's colour kernel needs: min-max
+    scaled to 0-255, truncated to uint8, replicated to three channels (GazeSup's rule for NCI-ISBI, §2.4; a
+    constant image gives 0)."""
+    array = np.asarray(array, dtype=np.float64)
+    low, high = array.min(), array.max()
+    scaled = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
+    return np.repeat(scaled.astype(np.uint8)[..., None], 3, axis=2)
 
 
 def read_mask(path: str) -> np.ndarray:
@@ -221,7 +222,7 @@ def gaze_heatmap(fixations: np.ndarray, height: int, width: int, sigma: float) -
     Every fixation adds its duration (ms) to the pixel that contains it — column ``floor(x·W)``, row
     ``floor(y·H)``, clipped so that x = 1 (or y = 1) lands in the last column (row) — and the canvas is blurred
     with SciPy's ``gaussian_filter`` (σ in native pixels, truncate 4σ, reflect boundary), then min-max
-    normalised. ``fixations`` is an ``(n, 3)`` array of x, y, duration as :func:`read_fixations` returns.
+    normalised. ``fixations`` is an ``(n, 3)`` array of x, y, duration, as :func:`read_gaze_csv` returns per image.
     """
     fixations = np.asarray(fixations, dtype=np.float64)
     if fixations.ndim != 2 or fixations.shape[1] != 3 or len(fixations) == 0:
@@ -242,7 +243,7 @@ def gaze_heatmap(fixations: np.ndarray, height: int, width: int, sigma: float) -
     return ((blurred - low) / (high - low)).astype(np.float32)
 
 
-def require_densecrf():
+def require_densecrf() -> ModuleType:
     """The ``pydensecrf.densecrf`` module, or an ``ImportError`` that says how to install it."""
     try:
         import pydensecrf.densecrf as dcrf
@@ -253,8 +254,9 @@ def require_densecrf():
     return dcrf
 
 
-def crf_refine(image_rgb: np.ndarray, heatmap: np.ndarray, sxy: float = 80.0, srgb: float = 13.0,
-               compat: float = 1.0, iterations: int = 10, unary_clip: float = 1e-5) -> np.ndarray:
+def crf_refine(image_rgb: np.ndarray, heatmap: np.ndarray, sxy: float = CrfParameters.sxy,
+               srgb: float = CrfParameters.srgb, compat: float = CrfParameters.compat,
+               iterations: int = CrfParameters.iterations, unary_clip: float = CrfParameters.unary_clip) -> np.ndarray:
     """Dense-CRF refinement of a gaze heatmap: the soft foreground marginal in [0, 1], float32 (§2.4).
 
     Two labels with probabilities ``[1 - h, h]`` give the unary ``-log(clip(P, unary_clip, 1))``; the only

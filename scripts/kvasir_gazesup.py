@@ -57,6 +57,7 @@ PSEUDO_MASK_REFERENCE = {  # spec §2.4 / §2.4.5: mean per-image Dice % of the 
 
 
 def parse_args() -> argparse.Namespace:
+    """The experiment's options; ``--iterations`` is the budget knob."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kvasir-dir", required=True, help="Kvasir-SEG release (images/<id>.jpg, masks/<id>.jpg)")
     parser.add_argument("--gaze-csv", required=True, help="GazeMedSeg kvasir_fixation.csv")
@@ -301,6 +302,8 @@ def markdown(report: dict) -> str:
 
 
 def main() -> None:
+    """Convert (or reuse) both datasets → plan → per trainer: train, stock predict, evaluate against the
+    true test masks → results.json, results.md and predictions.png in the work dir."""
     args = parse_args()
     cases = selected_cases(args.kvasir_dir, args.gaze_csv, args.subset)
     work = os.path.abspath(args.work_dir)

@@ -30,6 +30,7 @@ PAPER = {  # DTC paper (AAAI 2021) Table 3, LA 16 labeled: Dice %, Jaccard %, 95
 
 
 def parse_args() -> argparse.Namespace:
+    """The experiment's options; ``--iterations`` is the budget knob."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--la-dir", required=True, help="LA h5 release (train.list, test.list, 2018LA_Seg_Training Set)")
     parser.add_argument("--work-dir", default="la_semisupervised_run")
@@ -57,6 +58,7 @@ def table(rows: dict) -> str:
 
 
 def main() -> None:
+    """Convert and plan (once) → per trainer: train, stock predict, evaluate → one table in the work dir."""
     args = parse_args()
     work = os.path.abspath(args.work_dir)
     epochs, iterations, variants, env = budgeted_run(work, args.trainers, args.iterations, args.iterations_per_epoch)

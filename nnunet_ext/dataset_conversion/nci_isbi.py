@@ -452,15 +452,6 @@ def read_label_on_grid(path: str, image: sitk.Image, pair_by_index: bool = False
 # ---------------------------------------------------------------------------------------------- per case work
 
 
-def slice_to_rgb(array: np.ndarray) -> np.ndarray:
-    """An MR slice as the (H, W, 3) uint8 image the CRF's colour kernel needs: min-max scaled to 0-255 over the
-    slice, truncated to uint8, grey replicated to three channels (GazeSup's rule; a constant slice gives 0)."""
-    array = np.asarray(array, dtype=np.float64)
-    low, high = array.min(), array.max()
-    scaled = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
-    return np.repeat(scaled.astype(np.uint8)[..., None], 3, axis=2)
-
-
 @dataclass(frozen=True)
 class _GazeSlice:
     """GazeMedSeg's slice ``k`` of a case: NRRD label slice k − 1, held by image slice ``volume_index`` (in
@@ -517,7 +508,7 @@ def _convert_case(task: _Task) -> List[_Output]:
         for s in task.gaze_slices:
             name = f"{series.case_id}_{s.k}"
             z = s.volume_index
-            levels = gaze.pseudo_label(slice_to_rgb(volume[z]), s.fixations, task.sigma, task.thresholds,
+            levels = gaze.pseudo_label(gaze.grey_to_rgb(volume[z]), s.fixations, task.sigma, task.thresholds,
                                        expected_size=s.expected_size, name=name).levels
             outputs.append(_Output(name, volume[z], levels, label[z], *geometry,
                                    f"{source}, slice {s.k}"))

@@ -39,6 +39,7 @@ import torch
 
 from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 from nnunet_ext.gaze import binary_dataset_json, gaze_level_count
 from nnunet_ext.level_consistency import level_agreement, propagate
@@ -75,8 +76,9 @@ class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
         self.configuration_manager.configuration[PLANS_LEVELS_KEY] = self.num_levels
 
     @classmethod
-    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
-                                   num_output_channels: int, enable_deep_supervision: bool = True) -> torch.nn.Module:
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> torch.nn.Module:
         """L one-output U-Nets of the plans; in eval mode they answer the mean level logit (see module doc)."""
         num_levels = configuration_manager.configuration.get(PLANS_LEVELS_KEY)
         if num_levels is None:
@@ -95,6 +97,7 @@ class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
         return SummedBinaryCrossEntropy()
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
+        """nnU-Net's switch, applied to every level network's decoder."""
         for level in self.trained_network.levels:
             level.decoder.deep_supervision = enabled
 
@@ -131,6 +134,7 @@ class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
                 "loss_consistency": consistency.mean()}
 
     def train_step(self, batch: dict) -> dict:
+        """One step of all L networks on one batch, with the loss terms logged."""
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"]
         target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
@@ -141,10 +145,12 @@ class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
         return self.optimize(terms)
 
     def on_validation_epoch_start(self) -> None:
+        """Online validation scores each level against its own pseudo-mask, so the networks answer per level."""
         super().on_validation_epoch_start()
         self.trained_network.returns_levels_in_eval = True
 
     def on_validation_epoch_end(self, val_outputs: List[dict]) -> None:
+        """Back to the inference output (the mean level logit) after the online validation."""
         self.trained_network.returns_levels_in_eval = False
         super().on_validation_epoch_end(val_outputs)
 
@@ -173,8 +179,10 @@ class nnUNetTrainerGazeSup_flipsOnly(FlipsOnlyAugmentationMixin, nnUNetTrainerGa
 
 
 class nnUNetTrainerGazeSup_paper(PaperScheduleMixin, nnUNetTrainerGazeSup_flipsOnly):
-    """GazeSup trained as the paper (§2.8): flips only; SGD lr 0.01, Nesterov momentum 0.99, weight decay 4e-4,
-    half-cosine decay to 1e-4 once per epoch, 15,000 iterations. The batch is the plans' (the paper: 8)."""
+    """GazeSup with the paper's augmentation and optimisation (§2.8): flips only; SGD lr 0.01, Nesterov momentum
+    0.99, weight decay 4e-4, half-cosine decay to 1e-4 once per epoch, 15,000 iterations. What stays nnU-Net's:
+    the plans' U-Net and batch (the paper: its own U-Net, batch 8), deep supervision of each level's BCE,
+    gradient norms clipped to 12 and mixed precision on CUDA."""
 
     paper_iterations = 15000
     paper_momentum = 0.99
@@ -183,4 +191,5 @@ class nnUNetTrainerGazeSup_paper(PaperScheduleMixin, nnUNetTrainerGazeSup_flipsO
     paper_min_lr = 1e-4
 
     def paper_lr_scheduler(self, optimizer: torch.optim.Optimizer) -> HalfCosineLR:
+        """The half-cosine decay from 0.01 to ``paper_min_lr`` over the epochs."""
         return HalfCosineLR(optimizer, self.initial_lr, self.paper_min_lr, self.num_epochs)

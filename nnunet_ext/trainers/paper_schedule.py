@@ -9,6 +9,7 @@ and a step decay (×0.1 every 2500 iterations, DTC / UA-MT on LA) or a constant 
 the original ramp.
 """
 import math
+from typing import Tuple, Union
 
 import torch
 
@@ -67,11 +68,12 @@ class PaperScheduleMixin(nnUNetTrainer):
         self.weight_decay = self.paper_weight_decay
         self.num_epochs = math.ceil(self.paper_iterations / self.num_iterations_per_epoch)
 
-    def paper_lr_scheduler(self, optimizer: torch.optim.Optimizer):
+    def paper_lr_scheduler(self, optimizer: torch.optim.Optimizer) -> Union[StepDecayLR, HalfCosineLR]:
         """The ×0.1 step decay (or constant rate) of the semi-supervised papers' code."""
         return StepDecayLR(optimizer, self.initial_lr, self.num_iterations_per_epoch, self.paper_step_iterations)
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> Tuple[torch.optim.SGD, Union[StepDecayLR, HalfCosineLR]]:
+        """SGD with the paper's momentum, Nesterov flag and weight decay, and the paper's decay."""
         optimizer = torch.optim.SGD(self.network.parameters(), self.initial_lr, momentum=self.paper_momentum,
                                     nesterov=self.paper_nesterov, weight_decay=self.weight_decay)
         return optimizer, self.paper_lr_scheduler(optimizer)
