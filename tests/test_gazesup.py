@@ -118,6 +118,24 @@ def test_multi_level_unet_levels_are_separate_and_eval_returns_the_mean_logit():
     torch.testing.assert_close(inference[:, 0], per_level.mean(1))
 
 
+def test_compiled_network_keeps_the_decoder_features_and_their_gradients():
+    """nnU-Net wraps the network in torch.compile on CUDA by default; the forward hooks that read each level's
+    last decoder features must survive it: same outputs and features as eager, gradients through them."""
+    network = MultiLevelUNet(tiny_unet(), 2)
+    eager = MultiLevelUNet(tiny_unet(), 2)
+    eager.load_state_dict(network.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    output = torch.compile(network)(x)
+    features = network.last_features()
+    expected_output, expected_features = eager(x), eager.last_features()
+    for ours, theirs in zip([*output, *features], [*expected_output, *expected_features]):
+        torch.testing.assert_close(ours, theirs)
+    sum(f.square().sum() for f in features).backward()
+    for level in network.levels:
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in level.decoder.stages[-1].parameters())
+        assert all(p.grad is None or not p.grad.any() for p in level.decoder.seg_layers[-1].parameters())
+
+
 @pytest.fixture(scope="module")
 def gaze_dataset(nnunet_folders) -> Path:
     raw = write_synthetic_gaze_dataset(DATASET_ID, "SynthGaze", num_training=6, num_test=2, size=48,
