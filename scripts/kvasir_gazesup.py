@@ -13,7 +13,8 @@ Fold ``all``: the paper trains on every training image and has no validation spl
 checkpoint on the test set); here every method trains on all training images and the final checkpoint is
 evaluated, with no model selection. The training budget is a number of iterations (the paper: 15,000 at
 batch 8 on images resized to 224 × 224); the learning rate decays over the whole budget (nnU-Net's poly; the
-_paper variant's half-cosine), the patch size and the batch size are the plans' (``--plans-batch-size`` overrides the latter).
+_paper variant's half-cosine), the patch size and the batch size are the plans' (``--plans-batch-size``
+overrides the latter).
 
 ``--subset N`` converts only the first N image ids (sorted), linked into a temporary folder of symlinks in the
 work dir and split like the full release — for smoke runs; without it all 1000 images are used. Datasets

@@ -31,8 +31,8 @@ Output ``Dataset{id}_{name}`` (specs/cmc_gazesup_ltuda.md §2.12), case ids = Kv
 for fidelity and for eight times cheaper CPU training than nnU-Net's patch of the native ~530 × 620 images:
 images bilinearly with antialiasing; true masks bilinearly as 0/1 maps, then ≥ 0.5; gaze levels from the CRF
 map computed at the native size and resized bilinearly before the thresholds, as the paper's loader does
-(§2.5: "resized bilinearly with the image to the training size, and only then binarised"). The test labels are resized too, so Dice is scored at H × W (the paper up-samples the logits to the
-native size instead). Without it the images keep their size (§2.12: "accept that (better)").
+(§2.5: "resized bilinearly with the image to the training size, and only then binarised"). The test labels
+are resized too, so Dice is scored at H × W (the paper up-samples the logits to the native size instead). Without it the images keep their size (§2.12: "accept that (better)").
 
 Every file goes through :class:`RawDatasetWriter` (validation, atomic folder, parallel writing). Reading and
 the pseudo-masks (the CRF is the slow part) run in a pool of ``-np`` workers, in case order.
@@ -70,17 +70,20 @@ def list_cases(input_folder: str, masks_optional: bool = False) -> Dict[str, Tup
                              f"images/<id>.jpg and masks/<id>.jpg")
     images = gaze.list_images(folders["images"])
     masks = gaze.list_images(folders["masks"]) if os.path.isdir(folders["masks"]) else {}
+    cases = {k: (images[k], masks.get(k)) for k in sorted(images)}
     if not masks_optional:
-        require_masks(images, masks, folders, "image(s)")
-    return {k: (images[k], masks.get(k)) for k in sorted(images)}
+        require_masks(input_folder, cases, list(cases), "image(s)")
+    return cases
 
 
-def require_masks(images: Dict[str, str], masks: Dict[str, str], folders: Dict[str, str], what: str) -> None:
-    """``ValueError`` listing the ``images`` that have no mask in ``masks``."""
-    without_mask = sorted(k for k in images if k not in masks)
+def require_masks(input_folder: str, cases: Dict[str, Tuple[str, Optional[str]]], ids: Sequence[str],
+                  what: str) -> None:
+    """``ValueError`` listing the ``ids`` of :func:`list_cases`' ``cases`` that have no mask."""
+    without_mask = [i for i in ids if cases[i][1] is None]
     if without_mask:
-        raise ValueError(f"{len(without_mask)} {what} of {folders['images']} have no mask in {folders['masks']}: "
-                         f"{', '.join(os.path.basename(images[k]) for k in without_mask[:10])}")
+        raise ValueError(f"{len(without_mask)} {what} of {os.path.join(input_folder, 'images')} have no mask in "
+                         f"{os.path.join(input_folder, 'masks')}: "
+                         f"{', '.join(os.path.basename(cases[i][0]) for i in without_mask[:10])}")
 
 
 def split_ids(ids: Sequence[str], test_fraction: float = 0.2, seed: int = 0) -> Tuple[List[str], List[str]]:
@@ -188,10 +191,8 @@ def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.
                       "rule": "round(test_fraction * N) ids drawn by numpy.random.default_rng(seed)"
                               ".permutation over the sorted ids"}
     split_info.update(num_train=len(train), num_test=len(test))
-    require_masks({i: cases[i][0] for i in (test if gaze_csv else train + test)},
-                  {i: cases[i][1] for i in cases if cases[i][1] is not None},
-                  {sub: os.path.join(input_folder, sub) for sub in ("images", "masks")},
-                  "test image(s)" if gaze_csv else "image(s)")
+    if gaze_csv is not None:
+        require_masks(input_folder, cases, test, "test image(s)")
     extra = {"name": "Kvasir-SEG", "reference": REFERENCE, "kvasir_split": split_info}
     if size is not None:
         extra["resized_to"] = list(size)
