@@ -11,45 +11,63 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Dict, List, NamedTuple, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from nnunet_ext.environment import ext_trainer_path_with_shim
 
 STOCK_TRAINER = "nnUNetTrainer"
 VARIANT_CLASS = '''
 
-class {name}_{suffix}({name}):
+class {variant}({name}):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
+{seeding}        super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = {epochs}
         self.num_iterations_per_epoch = {iterations}
         self.num_val_iterations_per_epoch = {val_iterations}
-'''
+{save_every}'''
+SEEDING = """        random.seed({seed})
+        np.random.seed({seed})
+        torch.manual_seed({seed})
+"""
 SKIP_FINAL_VALIDATION = '''    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
         self.print_to_log_file("Final validation skipped: with fold 'all' it would only re-predict the training "
                                "cases; the test set is evaluated separately.")
 '''
 
 
+def variant_name(trainer: str, suffix: str, seed: Optional[int] = None) -> str:
+    """``<trainer>_<suffix>``, or ``<trainer>_<suffix>_seed<seed>`` for a seeded variant."""
+    return f"{trainer}_{suffix}" if seed is None else f"{trainer}_{suffix}_seed{seed}"
+
+
 def write_schedule_variants(folder: str, trainers: Sequence[str], suffix: str, epochs: int, iterations: int,
-                            val_iterations: int = 2, skip_final_validation: bool = False) -> List[str]:
-    """Write ``nnunet_ext_<suffix>_trainers.py`` into ``folder`` with one ``<trainer>_<suffix>`` subclass per
-    trainer that only changes the schedule (and, for ``fold all`` runs, may skip the final validation, which
-    would only re-predict the training cases); return the variant class names."""
-    lines = [f'"""Schedule variants written by nnunet_ext ({suffix})."""', "import torch", ""]
+                            val_iterations: int = 2, skip_final_validation: bool = False,
+                            seeds: Sequence[Optional[int]] = (None,), save_every: Optional[int] = None) -> List[str]:
+    """Write ``nnunet_ext_<suffix>_trainers.py`` into ``folder`` with one subclass per trainer and seed (see
+    :func:`variant_name`) that only changes the schedule: epochs, iterations, optionally how often
+    ``checkpoint_latest`` is written (``save_every`` epochs; nnU-Net: 50), the seed of Python's, NumPy's and
+    torch's generators before the network is built, and, for ``fold all`` runs, the final validation, which
+    would only re-predict the training cases. Returns the variant class names, trainer-major."""
+    lines = [f'"""Schedule variants written by nnunet_ext ({suffix})."""', "import random", "", "import numpy as np",
+             "import torch", ""]
     for trainer in trainers:
         lines.append("from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer" if trainer == STOCK_TRAINER
                      else f"from nnunet_ext.trainers import {trainer}")
+    variants = []
     for trainer in trainers:
-        lines.append(VARIANT_CLASS.format(name=trainer, suffix=suffix, epochs=epochs, iterations=iterations,
-                                          val_iterations=val_iterations))
-        if skip_final_validation:
-            lines.append(SKIP_FINAL_VALIDATION)
+        for seed in seeds:
+            variants.append(variant_name(trainer, suffix, seed))
+            lines.append(VARIANT_CLASS.format(
+                variant=variants[-1], name=trainer, epochs=epochs, iterations=iterations,
+                val_iterations=val_iterations, seeding="" if seed is None else SEEDING.format(seed=seed),
+                save_every="" if save_every is None else f"        self.save_every = {save_every}\n"))
+            if skip_final_validation:
+                lines.append(SKIP_FINAL_VALIDATION)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, f"nnunet_ext_{suffix}_trainers.py"), "w") as f:
         f.write("\n".join(lines))
-    return [f"{trainer}_{suffix}" for trainer in trainers]
+    return variants
 
 
 def pipeline_environment(work: str, variants_folder: str) -> Dict[str, str]:
@@ -71,14 +89,16 @@ class BudgetedRun(NamedTuple):
     env: Dict[str, str]
 
 
-def budgeted_run(work: str, trainers: Sequence[str], iterations: int, iterations_per_epoch: int) -> BudgetedRun:
-    """Write ``<trainer>_budget`` variants training ``iterations`` (rounded up to whole epochs of
-    ``iterations_per_epoch``) without the final validation, and nnU-Net's folders inside ``work``."""
+def budgeted_run(work: str, trainers: Sequence[str], iterations: int, iterations_per_epoch: int,
+                 seeds: Sequence[Optional[int]] = (None,), save_every: Optional[int] = None) -> BudgetedRun:
+    """Write ``<trainer>_budget`` variants (``_budget_seed<k>`` per seed when seeds are given) training
+    ``iterations`` (rounded up to whole epochs of ``iterations_per_epoch``) without the final validation, and
+    nnU-Net's folders inside ``work``."""
     epochs = max(1, math.ceil(iterations / iterations_per_epoch))
     per_epoch = min(iterations, iterations_per_epoch)
     variants_folder = os.path.join(work, "trainers")
     variants = write_schedule_variants(variants_folder, trainers, "budget", epochs, per_epoch, val_iterations=5,
-                                       skip_final_validation=True)
+                                       skip_final_validation=True, seeds=seeds, save_every=save_every)
     return BudgetedRun(epochs, per_epoch, variants, pipeline_environment(work, variants_folder))
 
 

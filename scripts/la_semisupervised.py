@@ -1,4 +1,4 @@
-"""LA 2018, 16 labeled + the rest unlabeled (DTC paper protocol), end to end with a budget knob.
+"""LA 2018, N labeled + the rest unlabeled (DTC paper protocol: 16 or 8), end to end with a budget knob.
 
 convert (``nnunet_ext convert la``) → ``nnunet_ext plan_and_preprocess`` → ``nnUNetv2_train -f all`` for the
 supervised-only baseline (stock nnUNetTrainer on the labeled subset) and for Mean Teacher, UA-MT, DTC and
@@ -36,6 +36,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--work-dir", default="la_semisupervised_run")
     parser.add_argument("--iterations", type=int, default=6000, help="training budget in iterations")
     parser.add_argument("--iterations-per-epoch", type=int, default=250)
+    parser.add_argument("--num-labeled", type=int, default=16, help="labeled cases (first N of train.list)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="train every trainer once per seed (variants <trainer>_budget_seed<k>: Python, NumPy "
+                             "and torch seeded before the network is built); default: one unseeded run")
+    parser.add_argument("--save-every", type=int, default=1,
+                        help="write checkpoint_latest every this many epochs, so --c loses little")
+    parser.add_argument("--c", action="store_true",
+                        help="continue each training from its last checkpoint (nnUNetv2_train --c); finished "
+                             "trainings are not repeated")
     parser.add_argument("--configuration", default="3d_fullres", choices=("3d_fullres", "2d"))
     parser.add_argument("--plans-batch-size", type=int, default=0,
                         help="override the plans' batch size (a plans copy nnUNetPlansBudget), e.g. 2 on a CPU")
@@ -49,10 +58,10 @@ def parse_args() -> argparse.Namespace:
 def table(rows: dict) -> str:
     lines = ["| trainer | Dice % | Jaccard % | 95HD (vox) | ASD (vox) | 95HD (mm) | ASD (mm) | paper: method | "
              "Dice | Jaccard | 95HD | ASD |", "|" + "---|" * 12]
-    for trainer, (voxels, mm) in rows.items():
+    for variant, (trainer, voxels, mm) in rows.items():
         name, *paper = PAPER.get(trainer, ("", None, None, None, None))
         paper_cells = " | ".join("" if v is None else f"{v:.2f}" for v in paper)
-        lines.append(f"| {trainer} | {100 * voxels['Dice']:.2f} | {100 * voxels['Jaccard']:.2f} | {voxels['HD95']:.2f} | "
+        lines.append(f"| {variant} | {100 * voxels['Dice']:.2f} | {100 * voxels['Jaccard']:.2f} | {voxels['HD95']:.2f} | "
                      f"{voxels['ASD']:.2f} | {mm['HD95']:.2f} | {mm['ASD']:.2f} | {name} | {paper_cells} |")
     return "\n".join(lines)
 
@@ -61,11 +70,14 @@ def main() -> None:
     """Convert and plan (once) → per trainer: train, stock predict, evaluate → one table in the work dir."""
     args = parse_args()
     work = os.path.abspath(args.work_dir)
-    epochs, iterations, variants, env = budgeted_run(work, args.trainers, args.iterations, args.iterations_per_epoch)
+    seeds = args.seeds or [None]
+    epochs, iterations, variants, env = budgeted_run(work, args.trainers, args.iterations, args.iterations_per_epoch,
+                                                     seeds, args.save_every)
     dataset = str(args.dataset_id)
     raw = os.path.join(env["nnUNet_raw"], f"Dataset{args.dataset_id:03d}_LA")
     if not os.path.isdir(raw):
-        run_step("convert", nnunet_ext_command("convert", "la", "-i", args.la_dir, "-d", dataset, "--num-labeled", "16",
+        run_step("convert", nnunet_ext_command("convert", "la", "-i", args.la_dir, "-d", dataset, "--num-labeled",
+                                               str(args.num_labeled),
                                                "--only-present", "-np", "2"), env)
         run_step("plan and preprocess", nnunet_ext_command("plan_and_preprocess", "-d", dataset, "-c",
                                                            args.configuration, "-np", "2", "-npfp", "2"), env)
@@ -74,9 +86,11 @@ def main() -> None:
         plans = plans_with_batch_size(os.path.join(env["nnUNet_preprocessed"], os.path.basename(raw)),
                                       args.plans_batch_size, args.configuration)
     rows = {}
-    for trainer, variant in zip(args.trainers, variants):
+    trainers = [trainer for trainer in args.trainers for _ in seeds]
+    for trainer, variant in zip(trainers, variants):
         run_step(f"train {variant}", [console_script("nnUNetv2_train"), dataset, args.configuration, "all", "-tr",
-                                      variant, "-p", plans, "-device", args.device], env)
+                                      variant, "-p", plans, "-device", args.device, *(["--c"] if args.c else [])],
+                 env)
         predictions = os.path.join(work, "predictions", variant)
         run_step(f"predict {variant}", [console_script("nnUNetv2_predict"), "-i", os.path.join(raw, "imagesTs"),
                                         "-o", predictions, "-d", dataset, "-c", args.configuration, "-f", "all",
@@ -90,8 +104,8 @@ def main() -> None:
                 *(["--voxel-units"] if units == "voxels" else [])), env)
             with open(summary) as f:
                 summaries.append(json.load(f)["mean"]["1"])
-        rows[trainer] = tuple(summaries)
-    markdown = (f"LA 2018, 16 labeled (+ unlabeled for the semi-supervised trainers), {args.configuration}, "
+        rows[variant] = (trainer, *summaries)
+    markdown = (f"LA 2018, {args.num_labeled} labeled (+ unlabeled for the semi-supervised trainers), {args.configuration}, "
                 f"{epochs} × {iterations} iterations, plans {plans}, device {args.device}, "
                 f"TTA {'off' if args.disable_tta else 'on'}.\n\n" + table(rows))
     with open(os.path.join(work, "results.md"), "w") as f:
