@@ -82,10 +82,11 @@ def inference_seconds(inference_setups: Dict[str, Tuple[dict, dict]], configurat
     (random weights: the cost does not depend on them), built from the (plans, dataset.json) that the trainer
     leaves in its results folder for the predictor. The trainers take turns in every repeat, each repeat
     starting with the next one, so a drift of the machine's speed affects all of them alike."""
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_ext.inference import predictor_for_network
     trainer_names = list(inference_setups)
     predictors = {}
     for name, (plans, dataset_json) in inference_setups.items():
@@ -95,11 +96,8 @@ def inference_seconds(inference_setups: Dict[str, Tuple[dict, dict]], configurat
         num_inputs = determine_num_input_channels(plans_manager, configuration_manager, dataset_json)
         network = recursive_find_trainer_class_by_name(name).build_network_architecture(
             plans_manager, configuration_manager, num_inputs, num_outputs, False)
-        predictors[name] = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
-                                           perform_everything_on_device=device.type == "cuda", device=device,
-                                           verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-        predictors[name].manual_initialization(network.to(device), plans_manager, configuration_manager, None,
-                                               dataset_json, name, None)
+        predictors[name] = predictor_for_network(network, plans_manager, configuration_manager, dataset_json, name,
+                                                 device)
     times: Dict[str, List[float]] = {name: [] for name in trainer_names}
     for repeat in range(repeats + 1):
         for name in trainer_names[repeat % len(trainer_names):] + trainer_names[:repeat % len(trainer_names)]:
@@ -116,7 +114,7 @@ def predictor_dataset_json(trainer) -> dict:
 
 
 def shut_down(trainer) -> None:
-    for loader in (trainer.dataloader_train, trainer.dataloader_val, getattr(trainer, "unlabeled_stream", None)):
+    for loader in (trainer.dataloader_train, trainer.dataloader_val, *getattr(trainer, "streams", {}).values()):
         finish = getattr(loader, "_finish", None) or getattr(loader, "finish", None)
         if finish is not None:
             finish()
@@ -145,8 +143,7 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
         trainer = load_trainer(name, plans, configuration, fold, dataset_json, device, batch_size)
         try:
             seconds = step_seconds(trainer, warmup, steps)
-            stream = getattr(trainer, "unlabeled_stream", None)
-            total_batch = trainer.batch_size + (stream.loader.batch_size if stream is not None else 0)
+            total_batch = trainer.batch_size + sum(s.loader.batch_size for s in getattr(trainer, "streams", {}).values())
             inference_setups.setdefault(name, (deepcopy(trainer.plans_manager.plans),
                                                deepcopy(predictor_dataset_json(trainer))))
         finally:

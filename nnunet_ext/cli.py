@@ -16,9 +16,9 @@ SUBCOMMANDS = {
                             "turn an nnU-Net raw dataset into a semi-supervised one"),
     "plan_and_preprocess": ("nnunet_ext.planners.plan_and_preprocess",
                             "nnU-Net's plan and preprocess, plus our planners and unlabeled images"),
-    "evaluate": ("nnunet_ext.evaluation", "Dice, Jaccard, HD95, ASD and ASSD of a prediction folder"),
+    "evaluate": ("nnunet_ext.evaluation.command", "Dice, Jaccard, HD95, ASD and ASSD of a prediction folder"),
     "benchmark": ("nnunet_ext.benchmark", "train-step and inference time of trainers against stock nnU-Net"),
-    "gaze": ("nnunet_ext.gaze", "gaze heatmaps, dense-CRF maps and level masks from GazeMedSeg fixations"),
+    "gaze": ("nnunet_ext.gaze.command", "gaze heatmaps, dense-CRF maps and level masks from GazeMedSeg fixations"),
 }
 
 

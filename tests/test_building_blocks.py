@@ -6,13 +6,14 @@ import pytest
 import torch
 from scipy.spatial.distance import cdist
 
-from nnunet_ext.level_set import AppendSignedDistanceMaps, level_set_to_probability, signed_distance_map
+from nnunet_ext.data.transforms import AppendSignedDistanceMaps
 from nnunet_ext.losses import mean_squared_error, one_hot_foreground, squared_soft_dice_loss
 from nnunet_ext.networks import SemiSupervisedUNet
-from nnunet_ext.schedules import sigmoid_rampup, training_fraction
-from nnunet_ext.teacher import EMATeacher
-from nnunet_ext.uncertainty import (certainty_mask, clamped_gaussian_noise, entropy_threshold,
-                                    predictive_entropy, stochastic_teacher_passes)
+from nnunet_ext.training.level_sets import level_set_to_probability, signed_distance_map
+from nnunet_ext.training.schedules import sigmoid_rampup, training_fraction
+from nnunet_ext.training.teacher import EMATeacher
+from nnunet_ext.training.uncertainty import (certainty_mask, clamped_gaussian_noise, entropy_threshold,
+                                             predictive_entropy, stochastic_teacher_passes)
 
 
 def test_sigmoid_rampup_values():
@@ -199,3 +200,31 @@ def test_paper_step_decay_schedule():
     constant = StepDecayLR(optimizer, 0.01, 250, 0)
     constant.step(100)
     assert optimizer.param_groups[0]["lr"] == 0.01
+
+
+def test_compiled_semi_supervised_network_matches_eager_in_train_and_eval_mode():
+    """nnU-Net compiles the network on CUDA by default. Compiled with inductor (on the CPU here; random ops fall
+    back to eager's generator so dropout draws the same masks), the wrapper with dropout and level-set head gives
+    the eager outputs in train and eval mode, and gradients reach the level-set head through the tapped features."""
+    import torch._inductor.config as inductor_config
+    torch.manual_seed(0)
+    eager = SemiSupervisedUNet(tiny_unet(), dropout_p=0.5, num_level_set_channels=2)
+    network = SemiSupervisedUNet(tiny_unet(), dropout_p=0.5, num_level_set_channels=2)
+    network.load_state_dict(eager.state_dict())
+    x = torch.randn(2, 1, 16, 16, 16)
+    with inductor_config.patch(fallback_random=True):
+        compiled = torch.compile(network, backend="inductor")
+        torch.manual_seed(1)
+        segmentation, level_set = compiled(x)
+        torch.manual_seed(1)
+        expected_segmentation, expected_level_set = eager(x)
+        for ours, theirs in zip([*segmentation, level_set], [*expected_segmentation, expected_level_set]):
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+        level_set.square().sum().backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in network.level_set_head.parameters())
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in network.decoder.stages[-1].parameters())
+        network.eval()
+        eager.eval()
+        network.decoder.deep_supervision = eager.decoder.deep_supervision = False
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(x), eager(x), rtol=1e-4, atol=1e-5)

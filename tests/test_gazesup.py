@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from nnunet_ext.cli import main as nnunet_ext
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_gaze_dataset
-from nnunet_ext.level_consistency import level_agreement, neighbourhood_affinity, propagate
+from nnunet_ext.training.level_consistency import level_agreement, neighbourhood_affinity, propagate
 from nnunet_ext.losses import SummedBinaryCrossEntropy
 from nnunet_ext.networks import MultiLevelUNet
 from nnunet_ext.trainers import nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_flipsOnly, nnUNetTrainerGazeSup_pure

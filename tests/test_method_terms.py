@@ -6,7 +6,7 @@ import torch
 
 from nnunet_ext.cli import main as nnunet_ext
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_dataset
-from nnunet_ext.level_set import LabelDerivedTargetTransform
+from nnunet_ext.data.transforms import LabelDerivedTargetTransform
 from nnunet_ext.trainers import nnUNetTrainerDTC, nnUNetTrainerMeanTeacher, nnUNetTrainerUAMT, nnUNetTrainerUGMCL
 
 DATASET_ID = 970
@@ -63,7 +63,7 @@ def test_unsupervised_terms_are_nonzero_and_reach_the_student(cls, preprocessed)
         assert value > 0 and gradient > 0, (name, value, gradient)
         assert float(outputs[name]) == pytest.approx(value, rel=1e-5)
     assert all(np.isfinite(float(v)) for v in outputs.values())
-    trainer.unlabeled_stream.finish()
+    trainer.streams["unlabeled"].finish()
 
 
 def test_teacher_follows_student_after_steps(preprocessed):
@@ -79,10 +79,10 @@ def test_teacher_follows_student_after_steps(preprocessed):
 
 def test_unlabeled_stream_reads_only_unlabeled_cases_with_random_patches(preprocessed):
     trainer = make_trainer(nnUNetTrainerDTC, preprocessed)
-    stream = trainer.unlabeled_stream
+    stream = trainer.streams["unlabeled"]
     loader = stream.loader
     assert loader.oversample_foreground_percent == 0.0
-    assert stream.folder.endswith("_unlabeled")
+    assert stream.spec.folder.endswith("_unlabeled") and not stream.spec.with_targets
     unlabeled = set(loader.indices)
     labeled = set(trainer.dataloader_train.data_loader.indices)
     assert unlabeled and not unlabeled & labeled

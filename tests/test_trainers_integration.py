@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from nnunet_ext.training.term_logger import checkpoint_method_state
+
 
 TRAINERS = ["nnUNetTrainerMeanTeacher", "nnUNetTrainerUAMT", "nnUNetTrainerDTC", "nnUNetTrainerUGMCL"]
 SOURCE_ID, DATASET_ID = 960, 961
@@ -41,7 +43,7 @@ def test_train_predict_evaluate(trainer, semisupervised_dataset, nnunet_folders,
     fold = results_folder(nnunet_folders, smoke) / "fold_0"
     checkpoint = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     assert checkpoint["trainer_name"] == smoke
-    assert checkpoint["nnunet_ext_state"]["optimizer_steps"] == 6
+    assert checkpoint_method_state(checkpoint)["optimizer_steps"] == 6
     logged = checkpoint["logging"]
     terms = [k for k in logged if k.startswith(("loss_", "weight_", "certain_"))]
     assert terms and all(len(logged[k]) == 2 for k in terms)
@@ -73,12 +75,12 @@ def test_resume_restores_teacher_bit_for_bit(semisupervised_dataset, nnunet_fold
     trainer = nnUNetTrainerUAMT(dict(args["plans"], continue_training=True), args["configuration"], args["fold"],
                                 args["dataset_json"], torch.device("cpu"))
     trainer.load_checkpoint(str(fold / "checkpoint_latest.pth"))
-    assert trainer.optimizer_steps == saved["nnunet_ext_state"]["optimizer_steps"] == 6
+    assert trainer.optimizer_steps == checkpoint_method_state(saved)["optimizer_steps"] == 6
     restored = trainer.teacher.state_dict()
-    for key, value in saved["nnunet_ext_state"]["teacher_weights"].items():
+    for key, value in checkpoint_method_state(saved)["teacher_weights"].items():
         assert torch.equal(restored[key].cpu(), value), key
     assert not all(torch.equal(saved["network_weights"][k], v)
-                   for k, v in saved["nnunet_ext_state"]["teacher_weights"].items())
+                   for k, v in checkpoint_method_state(saved)["teacher_weights"].items())
     assert trainer.logger.get_value("certain_fraction", None) == saved["logging"]["certain_fraction"]
 
     os.environ["NNUNET_EXT_TEST_EPOCHS"] = "3"
@@ -87,6 +89,6 @@ def test_resume_restores_teacher_bit_for_bit(semisupervised_dataset, nnunet_fold
     finally:
         del os.environ["NNUNET_EXT_TEST_EPOCHS"]
     resumed = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-    assert resumed["nnunet_ext_state"]["optimizer_steps"] == 9
+    assert checkpoint_method_state(resumed)["optimizer_steps"] == 9
     assert len(resumed["logging"]["certain_fraction"]) == 3
     assert resumed["logging"]["certain_fraction"][:2] == saved["logging"]["certain_fraction"]

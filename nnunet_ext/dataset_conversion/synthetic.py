@@ -17,20 +17,24 @@ import SimpleITK as sitk
 from scipy.ndimage import binary_dilation, binary_erosion, gaussian_filter
 
 from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
-from nnunet_ext.gaze import gaze_labels
+from nnunet_ext.gaze.levels import gaze_labels
 
 
-def synthetic_case(rng: np.random.Generator, shape: Sequence[int],
-                   spacing: Sequence[float]) -> Tuple[sitk.Image, sitk.Image]:
-    """One (image, label) pair; arrays in (z, y, x) order, spacing given as (x, y, z)."""
+def synthetic_case(rng: np.random.Generator, shape: Sequence[int], spacing: Sequence[float],
+                   num_classes: int = 1) -> Tuple[sitk.Image, sitk.Image]:
+    """One (image, label) pair; arrays in (z, y, x) order, spacing given as (x, y, z). With ``num_classes`` 2 each
+    ellipsoid has a core (the inner half of its radii) labeled 2, brighter still."""
     grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).astype(np.float32)
     label = np.zeros(shape, dtype=np.uint8)
     for _ in range(rng.integers(1, 3)):
         center = rng.uniform(0.3, 0.7, 3) * np.array(shape)
         radii = rng.uniform(0.12, 0.25, 3) * np.array(shape)
-        label[(((grid - center) / radii) ** 2).sum(-1) <= 1] = 1
+        distance = (((grid - center) / radii) ** 2).sum(-1)
+        label[distance <= 1] = 1
+        if num_classes > 1:
+            label[distance <= 0.25] = 2
     background = gaussian_filter(rng.normal(0, 1, shape), 2) * 3
-    image = (background + 2.0 * label + rng.normal(0, 0.4, shape)).astype(np.float32)
+    image = (background + 2.0 * (label > 0) + 1.5 * (label == 2) + rng.normal(0, 0.4, shape)).astype(np.float32)
     images = []
     for array, dtype in ((image, np.float32), (label, np.uint8)):
         itk = sitk.GetImageFromArray(array.astype(dtype))
@@ -39,18 +43,50 @@ def synthetic_case(rng: np.random.Generator, shape: Sequence[int],
     return images[0], images[1]
 
 
+def with_unannotated_slab(label: sitk.Image, ignore_value: int) -> sitk.Image:
+    """The label with its last quarter of slices (first array axis) set to ``ignore_value``: a case annotated
+    on three quarters of its slices, for datasets with nnU-Net's ``ignore`` label."""
+    array = sitk.GetArrayFromImage(label)
+    array[-max(1, array.shape[0] // 4):] = ignore_value
+    ignored = sitk.GetImageFromArray(array)
+    ignored.CopyInformation(label)
+    return ignored
+
+
+SYNTHETIC_LABEL_SETS = {
+    "binary": ({"background": 0, "organ": 1}, None),
+    "multiclass": ({"background": 0, "organ": 1, "core": 2}, None),
+    "regions": ({"background": 0, "whole": [1, 2], "core": [2]}, [1, 2]),
+}
+"""Label sets of :func:`write_synthetic_dataset`: ``labels`` and ``regions_class_order`` per kind."""
+
+
 def write_synthetic_dataset(dataset_id: int, name: str = "SyntheticSSL", num_labeled: int = 6,
                             num_unlabeled: int = 8, num_test: int = 3, shape: Sequence[int] = (32, 32, 32),
                             spacing: Sequence[float] = (1.0, 1.0, 1.0), seed: int = 0,
-                            raw_root: Optional[str] = None, overwrite: bool = False) -> str:
-    """Write the dataset under ``raw_root`` (default ``$nnUNet_raw``) and return its folder."""
+                            raw_root: Optional[str] = None, overwrite: bool = False, label_set: str = "binary",
+                            ignore_label: bool = False) -> str:
+    """Write the dataset under ``raw_root`` (default ``$nnUNet_raw``) and return its folder.
+
+    ``label_set`` is one of :data:`SYNTHETIC_LABEL_SETS`: one organ, organ and core as two classes, or whole and
+    core as nested regions (as BraTS). With ``ignore_label`` the dataset declares nnU-Net's ``ignore`` label and
+    the last quarter of every training label's slices is unannotated.
+    """
     rng = np.random.default_rng(seed)
-    writer = RawDatasetWriter(dataset_id, name, {"0": "MRI"}, {"background": 0, "organ": 1},
-                              raw_root=raw_root, overwrite=overwrite)
+    labels, regions_class_order = SYNTHETIC_LABEL_SETS[label_set]
+    labels = dict(labels)
+    ignore_value = 3 if label_set != "binary" else 2
+    if ignore_label:
+        labels["ignore"] = ignore_value
+    extra = {} if regions_class_order is None else {"regions_class_order": regions_class_order}
+    writer = RawDatasetWriter(dataset_id, name, {"0": "MRI"}, labels, raw_root=raw_root, overwrite=overwrite,
+                              extra_json=extra)
     with writer:
         for i in range(num_labeled + num_unlabeled + num_test):
-            image, label = synthetic_case(rng, shape, spacing)
+            image, label = synthetic_case(rng, shape, spacing, 1 if label_set == "binary" else 2)
             if i < num_labeled:
+                if ignore_label:
+                    label = with_unannotated_slab(label, ignore_value)
                 writer.add_training_case(f"synth_{i:03d}", [image], label, source="synthetic")
             elif i < num_labeled + num_unlabeled:
                 writer.add_unlabeled_case(f"synth_{i:03d}", [image], label, source="synthetic")

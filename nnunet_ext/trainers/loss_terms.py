@@ -5,14 +5,20 @@ its own loss:
 
 * :meth:`optimize`: the backward pass and optimizer step exactly as nnU-Net takes them (gradient scaler on
   CUDA, gradient norm clipped to 12), for a ``train_step`` that computes several terms;
-* per-epoch logging of every term named in ``logged_terms`` through nnU-Net's logger (averaged over DDP
-  ranks), printed to the training log and drawn as an extra panel of ``progress.png``;
+* per-epoch logging of every term named in ``logged_terms`` through nnU-Net's logger (averaged over the steps
+  and the DDP ranks that computed it; NaN in an epoch where none did), printed to the training log and drawn as
+  an extra panel of ``progress.png`` (:class:`~nnunet_ext.training.term_logger.TermLogger`);
+* checkpoints written atomically (a temporary file renamed over the old one, so a process killed while
+  writing leaves the previous checkpoint intact), carrying :meth:`method_state` inside nnU-Net's own single
+  write, and restored by :meth:`load_method_state` on ``--c``;
 * :attr:`trained_network`, the network without its DDP / ``torch.compile`` wrappers;
 * :meth:`inference_dataset_json`, the dataset.json written to the results folder for ``nnUNetv2_predict``: the
   training one, unless a method's inference network answers other classes than it trains on (GazeSup).
 """
+import math
+import os
 from os.path import join
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -21,10 +27,12 @@ from torch import distributed as dist
 from torch._dynamo import OptimizedModule
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
-from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.helpers import dummy_context
 
-from nnunet_ext.progress import append_terms_panel
+from nnunet_ext.training.term_logger import TermLogger, checkpoint_method_state
+
+PARTIAL_SUFFIX = ".partial"
+"""A checkpoint is written to ``<name>.partial`` and renamed to ``<name>`` once complete."""
 
 
 class nnUNetTrainerLossTerms(nnUNetTrainer):
@@ -33,10 +41,17 @@ class nnUNetTrainerLossTerms(nnUNetTrainer):
     logged_terms: Tuple[str, ...] = ()
     """Keys of the per-step loss terms logged per epoch (besides nnU-Net's total ``loss``)."""
 
-    def initialize(self) -> None:
-        super().initialize()
-        for key in self.logged_terms:
-            self.logger.local_logger.my_fantastic_logging.setdefault(key, [])
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.logger.local_logger = TermLogger(self.logged_terms, self.method_state)
+
+    def method_state(self) -> Optional[Dict[str, Any]]:
+        """Training state beyond nnU-Net's (teacher, counters, …) to write into every checkpoint; ``None``: none."""
+        return None
+
+    def load_method_state(self, state: Optional[Dict[str, Any]]) -> None:
+        """Restore what :meth:`method_state` returned when the checkpoint was written (``None``: it had none)."""
 
     @property
     def trained_network(self) -> torch.nn.Module:
@@ -71,19 +86,37 @@ class nnUNetTrainerLossTerms(nnUNetTrainer):
             self.optimizer.step()
         return {k: torch.as_tensor(v).detach().float().cpu().numpy() for k, v in terms.items()}
 
+    def epoch_mean(self, train_outputs: List[dict], key: str) -> float:
+        """Mean of ``key`` over the epoch's steps (and the DDP ranks) that computed it; NaN if none did."""
+        values = [float(np.mean(output[key])) for output in train_outputs if key in output]
+        total, count = float(np.sum(values)), len(values)
+        if self.is_ddp:
+            gathered: List[Tuple[float, int]] = [(0.0, 0)] * dist.get_world_size()
+            dist.all_gather_object(gathered, (total, count))
+            total, count = sum(t for t, _ in gathered), sum(c for _, c in gathered)
+        return total / count if count else math.nan
+
     def on_train_epoch_end(self, train_outputs: List[dict]) -> None:
         super().on_train_epoch_end(train_outputs)
-        outputs = collate_outputs(train_outputs)
         for key in self.logged_terms:
-            value = float(np.mean(outputs[key]))
-            if self.is_ddp:
-                gathered = [None] * dist.get_world_size()
-                dist.all_gather_object(gathered, value)
-                value = float(np.mean(gathered))
+            value = self.epoch_mean(train_outputs, key)
             self.logger.log(key, value, self.current_epoch)
             self.print_to_log_file(f"{key}: {np.round(value, decimals=4)}")
 
-    def on_epoch_end(self) -> None:
-        super().on_epoch_end()
-        if self.local_rank == 0:
-            append_terms_panel(self.output_folder, self.logger.local_logger.my_fantastic_logging, self.logged_terms)
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint (with :meth:`method_state` inside its one write), written atomically."""
+        if self.local_rank != 0 or self.disable_checkpointing:
+            super().save_checkpoint(filename)
+            return
+        partial = filename + PARTIAL_SUFFIX
+        super().save_checkpoint(partial)
+        os.replace(partial, filename)
+
+    def load_checkpoint(self, filename_or_checkpoint: str) -> None:
+        """nnU-Net's restore, then the method state (also from checkpoints written before it moved into the
+        logger's entry, where it was a top-level key)."""
+        super().load_checkpoint(filename_or_checkpoint)
+        state = self.logger.local_logger.loaded_state
+        if state is None and self.method_state() is not None:
+            state = checkpoint_method_state(torch.load(filename_or_checkpoint, map_location="cpu", weights_only=False))
+        self.load_method_state(state)

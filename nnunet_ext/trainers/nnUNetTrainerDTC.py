@@ -2,7 +2,7 @@
 
 Beside the segmentation head the network has a level-set head φ = tanh(conv(f)) that regresses the
 normalised signed distance map T(y) of the labels (negative inside; computed per augmented patch in the data
-workers, see ``nnunet_ext.level_set``). The task transform T⁻¹(φ) = σ(−k φ), k = 1500, turns the level set
+workers, see ``nnunet_ext.data.transforms``). The task transform T⁻¹(φ) = σ(−k φ), k = 1500, turns the level set
 into a segmentation, and the dual-task consistency asks both tasks to agree on every patch, labeled or not:
 
     L_seg = nnU-Net's Dice + CE with deep supervision, labeled patches
@@ -13,15 +13,19 @@ into a segmentation, and the dual-task consistency asks both tasks to agree on e
 β = 0.3 is the released code's value behind the paper's numbers (the paper writes 1). p is the softmax
 foreground probability (sigmoid per region for region datasets). Nothing is detached. There is no teacher;
 inference uses the segmentation head only (the predictor's network returns the segmentation logits).
+
+The V-Net of the paper trained with dropout 0.5; nnU-Net's U-Net has none, and by default (``dropout_p = 0``)
+neither has ours, so nothing stochastic perturbs the two tasks but nnU-Net's augmentation. ``dropout_p`` is the
+switch: ``nnUNetTrainerDTC_dropout`` sets 0.5 at the bottleneck and the last decoder stage, as the V-Net.
 """
 from typing import Dict
 
 import torch
 
-from nnunet_ext.level_set import level_set_to_probability
 from nnunet_ext.losses import foreground_channels, mean_squared_error
 from nnunet_ext.trainers.paper_schedule import PaperScheduleMixin
 from nnunet_ext.trainers.semi_supervised import nnUNetTrainerSemiSupervised
+from nnunet_ext.training.level_sets import level_set_to_probability
 
 
 class nnUNetTrainerDTC(nnUNetTrainerSemiSupervised):
@@ -43,6 +47,12 @@ class nnUNetTrainerDTC(nnUNetTrainerSemiSupervised):
         return {"loss": supervised + self.level_set_weight * level_set_loss + weight * dual_task,
                 "loss_supervised": supervised, "loss_level_set": level_set_loss, "loss_dual_task": dual_task,
                 "weight_dual_task": weight}
+
+
+class nnUNetTrainerDTC_dropout(nnUNetTrainerDTC):
+    """DTC with the V-Net's channel dropout 0.5 (bottleneck, last decoder stage)."""
+
+    dropout_p = 0.5
 
 
 class nnUNetTrainerDTC_paper(PaperScheduleMixin, nnUNetTrainerDTC):

@@ -11,7 +11,7 @@ map per image whose value is the number of CRF-map thresholds reached, declared 
       L = Σ_k BCE(z_k, Y_k) + λ · Σ_k C_k,        λ = ``consistency_weight`` = 3
 
   with BCE only (no Dice: the pseudo-masks are noisy), under nnU-Net's deep supervision, and C_k the
-  multi-level consistency of :mod:`nnunet_ext.level_consistency` at full resolution: in ``prop`` mode (the
+  multi-level consistency of :mod:`nnunet_ext.training.level_consistency` at full resolution: in ``prop`` mode (the
   paper's default) level k's *propagated* logit z̃_k — its last decoder features averaged over a 5 × 5,
   dilation-2 neighbourhood with feature affinities, through its own segmentation layer (computed as the
   equal, cheaper propagation of the bias-free logit) — is pulled towards the peers' plain predictions; in
@@ -41,13 +41,13 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
-from nnunet_ext.gaze import binary_dataset_json, gaze_level_count
-from nnunet_ext.level_consistency import level_agreement, propagate
+from nnunet_ext.gaze.levels import binary_dataset_json, gaze_level_count
 from nnunet_ext.losses import SummedBinaryCrossEntropy
 from nnunet_ext.networks import MultiLevelUNet
 from nnunet_ext.trainers.flips_only_augmentation import FlipsOnlyAugmentationMixin
 from nnunet_ext.trainers.loss_terms import nnUNetTrainerLossTerms
 from nnunet_ext.trainers.paper_schedule import HalfCosineLR, PaperScheduleMixin
+from nnunet_ext.training.level_consistency import level_agreement, propagate
 
 PLANS_LEVELS_KEY = "nnunet_ext_gaze_levels"
 """Configuration key, in the results folder's plans.json, holding the number of level networks."""

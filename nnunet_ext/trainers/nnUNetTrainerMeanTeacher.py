@@ -8,6 +8,11 @@ unlabeled patches with clamped Gaussian noise ξ = clamp(N(0, 0.1²), ±0.2); th
 with t the fraction of training done. L_sup is nnU-Net's Dice + CE with deep supervision; the consistency
 term is computed at full resolution on the unlabeled patches (``consistency_on = "all"`` adds the labeled
 ones), on softmax (or, for region datasets, sigmoid) probabilities.
+
+What perturbs student and teacher: the teacher's input noise and its lag (the EMA). The V-Net of the papers also
+had dropout (0.5, active in both networks' training passes); nnU-Net's U-Net has none, and by default
+(``dropout_p = 0``) neither has ours. ``dropout_p`` is the switch: ``nnUNetTrainerMeanTeacher_dropout`` sets 0.5
+at the bottleneck and the last decoder stage, as the V-Net.
 """
 from typing import Dict
 
@@ -16,7 +21,7 @@ import torch
 from nnunet_ext.losses import mean_squared_error
 from nnunet_ext.trainers.paper_schedule import PaperScheduleMixin
 from nnunet_ext.trainers.semi_supervised import nnUNetTrainerSemiSupervised
-from nnunet_ext.uncertainty import clamped_gaussian_noise
+from nnunet_ext.training.uncertainty import clamped_gaussian_noise
 
 
 class nnUNetTrainerMeanTeacher(nnUNetTrainerSemiSupervised):
@@ -43,6 +48,12 @@ class nnUNetTrainerMeanTeacher(nnUNetTrainerSemiSupervised):
         weight = self.ramped(self.consistency_weight)
         return {"loss": supervised + weight * consistency, "loss_supervised": supervised,
                 "loss_consistency": consistency, "weight_consistency": weight}
+
+
+class nnUNetTrainerMeanTeacher_dropout(nnUNetTrainerMeanTeacher):
+    """Mean Teacher with the V-Net's channel dropout 0.5 in student and teacher (bottleneck, last decoder stage)."""
+
+    dropout_p = 0.5
 
 
 class nnUNetTrainerMeanTeacher_paper(PaperScheduleMixin, nnUNetTrainerMeanTeacher):

@@ -19,23 +19,29 @@ from typing import Dict
 import torch
 
 from nnunet_ext.losses import mean_squared_error
-from nnunet_ext.trainers.paper_schedule import PaperScheduleMixin
 from nnunet_ext.trainers.nnUNetTrainerMeanTeacher import nnUNetTrainerMeanTeacher
-from nnunet_ext.uncertainty import certainty_mask, stochastic_teacher_passes
+from nnunet_ext.trainers.paper_schedule import PaperScheduleMixin
+from nnunet_ext.training.uncertainty import certainty_mask, stochastic_teacher_passes
 
 
 class nnUNetTrainerUAMT(nnUNetTrainerMeanTeacher):
     dropout_p = 0.5
     uncertainty_passes = 8
     uncertainty_chunk_size = None
-    """Teacher samples per forward in the stochastic passes; ``None``: all in one forward on a GPU, one pass
-    per forward on the CPU (faster there, see ``nnunet_ext.uncertainty``); 0: always all at once."""
+    """Teacher samples per forward in the stochastic passes. ``None``: on a GPU as many as the student's batch
+    (labeled + unlabeled), so a gradient-free teacher forward never holds more activations than the student's
+    own training forward and peak memory stays that of stock nnU-Net at the same total batch plus the teacher's
+    weights; on the CPU one pass per forward (faster there, see ``nnunet_ext.training.uncertainty``). 0: all
+    T + 1 passes in one forward."""
     logged_terms = ("loss_supervised", "loss_consistency", "weight_consistency", "certain_fraction")
 
-    def teacher_target_and_mask(self, x: torch.Tensor):
+    def teacher_target_and_mask(self, x: torch.Tensor, student_batch: int):
         """Teacher probabilities (first noisy pass) and the certainty mask of the other T passes."""
+        chunk = self.uncertainty_chunk_size
+        if chunk is None and self.device.type == "cuda":
+            chunk = student_batch
         passes = stochastic_teacher_passes(self.teacher_logits, x, self.uncertainty_passes + 1, self.has_regions,
-                                           self.noise_std, self.noise_clamp, self.uncertainty_chunk_size)
+                                           self.noise_std, self.noise_clamp, chunk)
         mask, _ = certainty_mask(passes[1:], self.training_fraction, self.label_manager.num_segmentation_heads,
                                  self.has_regions)
         return passes[0], mask
@@ -44,7 +50,7 @@ class nnUNetTrainerUAMT(nnUNetTrainerMeanTeacher):
         supervised = self.supervised_loss(output, target, num_labeled)
         start = self.consistency_start(num_labeled)
         student = self.probabilities(self.full_resolution(output)[start:])
-        teacher, mask = self.teacher_target_and_mask(data[start:])
+        teacher, mask = self.teacher_target_and_mask(data[start:], data.shape[0])
         consistency = mean_squared_error(student, teacher, mask)
         weight = self.ramped(self.consistency_weight)
         return {"loss": supervised + weight * consistency, "loss_supervised": supervised,

@@ -1,9 +1,10 @@
 """Monte-Carlo uncertainty of a stochastic teacher (UA-MT, Yu et al. MICCAI 2019; spec §3.1 steps 2–7).
 
 T stochastic passes (fresh input noise ξ = clamp(N(0, σ²), ±c) per pass, dropout active) are stacked into
-one batch of ``T·B`` samples. On a GPU that batch goes through the teacher in one forward; on the CPU it is
-fed in chunks of one pass (``B`` samples), which we measured to be 2.9× faster there (LA 2d, 36 samples on
-2 cores: 5.9 s as one forward, 2.0 s in chunks of 4) because the activations of small chunks stay in cache.
+one batch of ``T·B`` samples and fed to the teacher in chunks: by default all at once on a GPU (the trainers pass
+the student's batch size instead, to bound memory) and one pass (``B`` samples) at a time on the CPU, which we
+measured to be 2.9× faster there (LA 2d, 36 samples on 2 cores: 5.9 s as one forward, 2.0 s in chunks of 4)
+because the activations of small chunks stay in cache.
 """
 import math
 from typing import Callable, Optional, Tuple
@@ -11,7 +12,7 @@ from typing import Callable, Optional, Tuple
 import torch
 
 from nnunet_ext.losses import probabilities
-from nnunet_ext.schedules import sigmoid_rampup
+from nnunet_ext.training.schedules import sigmoid_rampup
 
 
 def clamped_gaussian_noise(x: torch.Tensor, std: float = 0.1, clamp: float = 0.2) -> torch.Tensor:

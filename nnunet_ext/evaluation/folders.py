@@ -1,0 +1,213 @@
+"""Scoring a folder of predictions against a folder of references: per case and label, means, the summary
+JSON shaped like nnU-Net's and the printed table."""
+import json
+import math
+import multiprocessing
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+from tqdm import tqdm
+
+from nnunet_ext.evaluation.metrics import (COUNT_METRICS, DISTANCE_METRICS, EMPTY_MASK_RULE, OVERLAP_METRICS,
+                                           binary_metrics)
+from nnunet_ext.evaluation.segmentations import IMAGE_ENDINGS, image_ending, read_segmentation
+
+SPACING_RTOL = 1e-4
+
+
+def _foreground_labels(array: np.ndarray, path: str) -> List[int]:
+    """The sorted non-zero values of a label image, which must be integers."""
+    values = np.unique(array)
+    values = values[values != 0]
+    if not np.all(np.equal(np.mod(values, 1), 0)):
+        raise ValueError(f"{path} holds non-integer values, so it is not a label image.")
+    return [int(v) for v in values]
+
+
+def evaluate_case(ref_file: str, pred_file: str, labels: Optional[Sequence[int]] = None,
+                  voxel_units: bool = False) -> Dict[str, Any]:
+    """Metrics of one prediction file against its reference file.
+
+    Returns ``{"reference_file", "prediction_file", "metrics": {label: binary_metrics(...)},
+    "reference_labels": [...]}``. Without ``labels``, metrics are computed for every non-zero value of either
+    image (labels absent from both are both-empty cases, which the caller can fill in without reading the
+    images again). Raises ValueError naming the file when the prediction's size or spacing differs from the
+    reference's.
+    """
+    ref, spacing = read_segmentation(ref_file)
+    pred, pred_spacing = read_segmentation(pred_file)
+    name = os.path.basename(pred_file)
+    if pred.shape != ref.shape:
+        raise ValueError(f"{name}: size mismatch, prediction {pred_file} has shape {pred.shape} but reference "
+                         f"{ref_file} has shape {ref.shape}.")
+    if not np.allclose(pred_spacing, spacing, rtol=SPACING_RTOL, atol=0):
+        raise ValueError(f"{name}: spacing mismatch, prediction {pred_file} has spacing {pred_spacing} but "
+                         f"reference {ref_file} has spacing {spacing}.")
+    reference_labels = _foreground_labels(ref, ref_file)
+    if labels is None:
+        labels = sorted(set(reference_labels) | set(_foreground_labels(pred, pred_file)))
+    if voxel_units:
+        spacing = (1.0,) * ref.ndim
+    return {"reference_file": ref_file, "prediction_file": pred_file, "reference_labels": reference_labels,
+            "metrics": {int(label): binary_metrics(pred == label, ref == label, spacing) for label in labels}}
+
+
+def _evaluate_case_task(task: Tuple[str, str, Optional[List[int]], bool]) -> Dict[str, Any]:
+    """``evaluate_case`` with its arguments packed in one tuple, for ``Pool.imap``."""
+    return evaluate_case(*task)
+
+
+def pair_files(ref_dir: str, pred_dir: str, file_names: Optional[Sequence[str]] = None) -> List[str]:
+    """The file names to evaluate: those present in both folders under the same name.
+
+    Without ``file_names`` both folders must hold the same set of image files. With ``file_names`` only those
+    are evaluated, and each must exist in both folders (other files are ignored). Raises ValueError listing
+    every reference without a prediction and every prediction without a reference.
+    """
+    for folder in (ref_dir, pred_dir):
+        if not os.path.isdir(folder):
+            raise ValueError(f"{folder} is not a folder.")
+
+    def images(folder: str) -> set:
+        return {f for f in os.listdir(folder)
+                if image_ending(f) and not f.startswith(".") and os.path.isfile(os.path.join(folder, f))}
+
+    references, predictions = images(ref_dir), images(pred_dir)
+    if file_names is not None:
+        wanted = set(file_names)
+        if not wanted:
+            raise ValueError("The list of file names to evaluate is empty.")
+        missing_refs = sorted(wanted - references)
+        missing_preds = sorted(wanted - predictions)
+        references = wanted
+        unmatched_preds: List[str] = []
+    else:
+        missing_refs = []
+        missing_preds = sorted(references - predictions)
+        unmatched_preds = sorted(predictions - references)
+    problems = []
+    if missing_preds:
+        problems.append(f"prediction missing in {pred_dir} for reference file(s): {', '.join(missing_preds)}")
+    if missing_refs:
+        problems.append(f"reference missing in {ref_dir} for file(s): {', '.join(missing_refs)}")
+    if unmatched_preds:
+        problems.append(f"prediction file(s) without a reference in {ref_dir}: {', '.join(unmatched_preds)}")
+    if problems:
+        raise ValueError("Cannot pair predictions with references: " + "; ".join(problems) + ".")
+    if not references:
+        raise ValueError(f"{ref_dir} holds no image file ending in one of {', '.join(IMAGE_ENDINGS)}.")
+    return sorted(references)
+
+
+def _map_with_progress(function: Callable[[Any], Any], tasks: List[Any], num_processes: int) -> List[Any]:
+    """``[function(t) for t in tasks]`` in order, on ``num_processes`` spawned processes, with a progress bar."""
+    progress = dict(total=len(tasks), desc="evaluating", unit="case")
+    if num_processes <= 1 or len(tasks) <= 1:
+        return [function(task) for task in tqdm(tasks, **progress)]
+    with multiprocessing.get_context("spawn").Pool(min(num_processes, len(tasks))) as pool:
+        return list(tqdm(pool.imap(function, tasks), **progress))
+
+
+def _finite_mean(values: Sequence[float]) -> float:
+    """Mean of the finite values, NaN when there are none."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else math.nan
+
+
+def _label_means(per_case: List[Dict[str, Any]], label: str) -> Dict[str, Any]:
+    """Means over cases of one label; distances over the finite values, with the count of the others."""
+    rows = [case["metrics"][label] for case in per_case]
+    means: Dict[str, Any] = {m: float(np.mean([r[m] for r in rows])) for m in OVERLAP_METRICS + COUNT_METRICS}
+    means.update({m: _finite_mean([r[m] for r in rows]) for m in DISTANCE_METRICS})
+    means["n_undefined_distance"] = sum(1 for r in rows if not math.isfinite(r["HD95"]))
+    return means
+
+
+def _foreground_mean(mean: Dict[str, Dict[str, Any]], labels: Sequence[int]) -> Dict[str, Any]:
+    """nnU-Net's ``foreground_mean``: the mean over the non-zero labels of the per-label means."""
+    entries = [mean[str(label)] for label in labels if label != 0]
+    result: Dict[str, Any] = {m: _finite_mean([e[m] for e in entries])
+                              for m in OVERLAP_METRICS + DISTANCE_METRICS + COUNT_METRICS}
+    result["n_undefined_distance"] = sum(e["n_undefined_distance"] for e in entries)
+    return result
+
+
+def _nan_to_none(value: Any) -> Any:
+    """A copy of a JSON-like structure with every NaN float replaced by None (JSON null)."""
+    if isinstance(value, dict):
+        return {k: _nan_to_none(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]] = None,
+                     output_file: Optional[str] = None, voxel_units: bool = False, num_processes: int = 2,
+                     file_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Evaluate every prediction in ``pred_dir`` against the file of the same name in ``ref_dir``.
+
+    ``labels`` defaults to every non-zero value found in the references. Distances are in the reference
+    spacing's units (mm) or in voxels with ``voxel_units``. ``file_names`` restricts the evaluation to those
+    files (see ``pair_files``). The summary is written to ``output_file`` (default ``pred_dir/summary.json``)
+    with NaN as null, and returned with NaN as float NaN:
+    ``{"metric_per_case": [{"prediction_file", "reference_file", "metrics": {"1": {...}}}],
+    "mean": {"1": {...}}, "foreground_mean": {...}, "units", "empty_mask_rule"}``.
+    Raises ValueError on unpaired files and on size or spacing mismatches, naming the file.
+    """
+    names = pair_files(ref_dir, pred_dir, file_names)
+    chosen = sorted({int(label) for label in labels}) if labels is not None else None
+    if chosen is not None and not chosen:
+        raise ValueError("The list of labels to evaluate is empty.")
+    tasks = [(os.path.join(ref_dir, n), os.path.join(pred_dir, n), chosen, voxel_units) for n in names]
+    results = _map_with_progress(_evaluate_case_task, tasks, num_processes)
+    if chosen is None:
+        chosen = sorted({label for result in results for label in result["reference_labels"]})
+        if not chosen:
+            raise ValueError(f"The references in {ref_dir} hold no foreground label; name the labels to "
+                             f"evaluate (-l / labels=).")
+    both_empty = binary_metrics(np.zeros(1, dtype=bool), np.zeros(1, dtype=bool))
+    per_case = [{"prediction_file": result["prediction_file"], "reference_file": result["reference_file"],
+                 "metrics": {str(label): dict(result["metrics"].get(label, both_empty)) for label in chosen}}
+                for result in results]
+    mean = {str(label): _label_means(per_case, str(label)) for label in chosen}
+    summary = {"metric_per_case": per_case, "mean": mean, "foreground_mean": _foreground_mean(mean, chosen),
+               "units": "voxels" if voxel_units else "mm", "empty_mask_rule": EMPTY_MASK_RULE}
+    output_file = output_file if output_file is not None else os.path.join(pred_dir, "summary.json")
+    output_folder = os.path.dirname(os.path.abspath(output_file))
+    os.makedirs(output_folder, exist_ok=True)
+    with open(output_file, "w") as f:
+        json.dump(_nan_to_none(summary), f, indent=2, allow_nan=False)
+    return summary
+
+
+def format_table(summary: Dict[str, Any]) -> str:
+    """The summary as a text table: one row per case and label, then the mean per label and over labels."""
+    columns = OVERLAP_METRICS + DISTANCE_METRICS + COUNT_METRICS
+
+    def cell(metric: str, value: Any) -> str:
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "n/a"
+        if metric in COUNT_METRICS:
+            return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+        return f"{value:.4f}" if metric in OVERLAP_METRICS else f"{value:.3f}"
+
+    case_rows = [(os.path.basename(case["prediction_file"]), label, metrics)
+                 for case in summary["metric_per_case"] for label, metrics in case["metrics"].items()]
+    mean_rows = [("mean", label, metrics) for label, metrics in summary["mean"].items()]
+    mean_rows.append(("foreground mean", "", summary["foreground_mean"]))
+    name_width = max(len(name) for name, _, _ in case_rows + mean_rows)
+    header = (f"{'case':<{name_width}}  {'label':>5}" + "".join(f"  {c:>8}" for c in columns)
+              + "  n_undefined_distance")
+    rule = "-" * len(header)
+
+    def line(name: str, label: str, metrics: Dict[str, Any]) -> str:
+        text = f"{name:<{name_width}}  {label:>5}" + "".join(f"  {cell(c, metrics[c]):>8}" for c in columns)
+        return text + (f"  {metrics['n_undefined_distance']:>20}" if "n_undefined_distance" in metrics else "")
+
+    lines = [f"HD95, ASD and ASSD in {summary['units']}; n/a = undefined (one mask empty)", header, rule]
+    lines += [line(*row) for row in case_rows] + [rule] + [line(*row) for row in mean_rows]
+    lines.append(f"empty-mask rule: {summary['empty_mask_rule']}")
+    return "\n".join(lines)
