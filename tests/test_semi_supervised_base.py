@@ -237,3 +237,58 @@ def test_stock_predictor_returns_the_networks_eval_output(cls, datasets):
     with torch.no_grad():
         direct = network(case[None])[0]
     torch.testing.assert_close(predicted.float(), direct.float(), rtol=1e-3, atol=1e-3)
+
+
+# ------------------------------------------------------------------------------------------ checkpoints and logs
+
+def test_checkpoints_carry_the_method_state_in_one_atomic_write(datasets, tmp_path, monkeypatch):
+    from nnunet_ext.training.term_logger import checkpoint_method_state
+    trainer = make_trainer(nnUNetTrainerMeanTeacher, datasets["binary"])
+    trainer.train_step(next(trainer.dataloader_train))
+    finish(trainer)
+    path, writes, real_save = tmp_path / "checkpoint_latest.pth", [], torch.save
+
+    def counting(obj, f, *args, **kwargs):
+        writes.append(str(f))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", counting)
+    trainer.save_checkpoint(str(path))
+    assert len(writes) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint_latest.pth"]
+    state = checkpoint_method_state(torch.load(path, weights_only=False))
+    assert state["optimizer_steps"] == 1
+    assert all(torch.equal(state["teacher_weights"][k], v) for k, v in trainer.teacher.state_dict().items())
+
+    def killed_while_writing(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    trainer.optimizer_steps = 2
+    monkeypatch.setattr(torch, "save", killed_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint(str(path))
+    assert checkpoint_method_state(torch.load(path, weights_only=False))["optimizer_steps"] == 1
+
+
+def test_terms_missing_in_an_epoch_are_logged_as_nan_and_progress_still_draws(datasets, tmp_path):
+    import time
+    from PIL import Image
+    trainer = make_trainer(nnUNetTrainerMeanTeacher, datasets["binary"], start_loaders=False)
+    logger = trainer.logger
+    for epoch in range(2):
+        trainer.current_epoch = epoch
+        outputs = [{"loss": np.array(1.0), "loss_supervised": np.array(0.5), "weight_consistency": np.array(0.1)}]
+        if epoch == 1:
+            outputs[0]["loss_consistency"] = np.array(0.25)
+        trainer.on_train_epoch_end(outputs)
+        for key, value in (("val_losses", 0.9), ("mean_fg_dice", 0.5), ("dice_per_class_or_region", [0.5]),
+                           ("lrs", 0.01), ("epoch_start_timestamps", time.time()),
+                           ("epoch_end_timestamps", time.time() + 1)):
+            logger.log(key, value, epoch)
+    consistency = logger.get_value("loss_consistency", None)
+    assert np.isnan(consistency[0]) and consistency[1] == 0.25
+    assert logger.get_value("loss_supervised", None) == [0.5, 0.5]
+    logger.plot_progress_png(str(tmp_path))
+    with Image.open(tmp_path / "progress.png") as image:
+        width, height = image.size
+    assert height > width * 54 / 30  # nnU-Net's 30 × 54 inch figure plus the panel of method terms
