@@ -48,5 +48,5 @@ setup(
         "all": ["pytest", "pydensecrf2", "Pillow"],
     },
     cmdclass={"build_py": BuildWithTrainerRegistration},
-    entry_points={"console_scripts": ["nnunet_ext = nnunet_ext.cli:main"]},
+    entry_points={"console_scripts": ["nnunet_ext = nnunet_ext.cli:console_main"]},
 )

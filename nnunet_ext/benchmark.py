@@ -127,9 +127,10 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
         raise ValueError("Use at least 3 warm-up and 5 measured steps (--warmup, --steps).")
     from batchgenerators.utilities.file_and_folder_operations import join, load_json
     from nnunetv2.paths import nnUNet_preprocessed
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
-    folder = join(nnUNet_preprocessed, maybe_convert_to_dataset_name(dataset))
+    from nnunet_ext.paths import dataset_name
+
+    folder = join(nnUNet_preprocessed, dataset_name(dataset))
     plans = load_json(join(folder, plans_identifier + ".json"))
     if batch_size:
         plans["configurations"][configuration]["batch_size"] = batch_size

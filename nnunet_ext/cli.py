@@ -2,10 +2,17 @@
 
 Each subcommand lives in its own module, which provides ``add_arguments(parser)`` and ``run(args)``.
 Modules are imported only when their subcommand is used, so ``nnunet_ext --help`` stays fast.
+
+Errors in what the user gave (a wrong folder, a missing file, bad label values, an unknown dataset) are raised
+by our code as ``ValueError`` or ``OSError`` with a message naming the file and the problem; the command prints
+them as one line, ``nnunet_ext <command>: error: <message>``, and exits with status 1. Every other error — any
+other type, or one raised inside a library — keeps its traceback.
 """
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from typing import List, Optional
 
 SUBCOMMANDS = {
@@ -20,6 +27,9 @@ SUBCOMMANDS = {
     "benchmark": ("nnunet_ext.benchmark", "train-step and inference time of trainers against stock nnU-Net"),
     "gaze": ("nnunet_ext.gaze.command", "gaze heatmaps, dense-CRF maps and level masks from GazeMedSeg fixations"),
 }
+USER_ERRORS = (ValueError, OSError)
+"""Exception types our code raises for bad input (``FileNotFoundError`` and friends are ``OSError``)."""
+PACKAGE_FOLDER = os.path.dirname(os.path.abspath(__file__))
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
@@ -31,17 +41,40 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         if name == command:
             module = importlib.import_module(module_name)
             module.add_arguments(sub)
-            sub.set_defaults(run=module.run)
+            sub.set_defaults(run=module.run, command_prog=sub.prog)
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> None:
-    """Entry point of the ``nnunet_ext`` console script."""
-    argv = sys.argv[1:] if argv is None else argv
+def raised_by_us(error: BaseException) -> bool:
+    """Whether the innermost frame of ``error``'s traceback is in this package (an error we raised on purpose,
+    not one a library ran into)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and os.path.abspath(frames[-1].filename).startswith(PACKAGE_FOLDER + os.sep)
+
+
+def parse_arguments(argv: List[str]) -> argparse.Namespace:
+    """The parsed command line; only the chosen subcommand's module is imported."""
     command = next((a for a in argv if not a.startswith("-")), None)
-    args = build_parser(command).parse_args(argv)
+    return build_parser(command).parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    """Run one subcommand; errors propagate (for calls from Python and the tests)."""
+    args = parse_arguments(sys.argv[1:] if argv is None else argv)
     args.run(args)
 
 
+def console_main() -> None:
+    """Entry point of the ``nnunet_ext`` console script: bad input is one line on stderr and exit status 1."""
+    args = parse_arguments(sys.argv[1:])
+    try:
+        args.run(args)
+    except USER_ERRORS as error:
+        if not raised_by_us(error):
+            raise
+        sys.stderr.write(f"{args.command_prog}: error: {' '.join(str(error).split())}\n")
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    main()
+    console_main()

@@ -25,7 +25,7 @@ class _LazyConverterSubparsers(argparse._SubParsersAction):
         if sub is not None and sub.get_default("converter_run") is None:
             module = importlib.import_module(CONVERTERS[name])
             module.add_arguments(sub)
-            sub.set_defaults(converter_run=module.run)
+            sub.set_defaults(converter_run=module.run, command_prog=sub.prog)
         super().__call__(parser, namespace, values, option_string)
 
 

@@ -101,12 +101,21 @@ def pair_files(ref_dir: str, pred_dir: str, file_names: Optional[Sequence[str]] 
 
 
 def _map_with_progress(function: Callable[[Any], Any], tasks: List[Any], num_processes: int) -> List[Any]:
-    """``[function(t) for t in tasks]`` in order, on ``num_processes`` spawned processes, with a progress bar."""
-    progress = dict(total=len(tasks), desc="evaluating", unit="case")
-    if num_processes <= 1 or len(tasks) <= 1:
-        return [function(task) for task in tqdm(tasks, **progress)]
-    with multiprocessing.get_context("spawn").Pool(min(num_processes, len(tasks))) as pool:
-        return list(tqdm(pool.imap(function, tasks), **progress))
+    """``[function(t) for t in tasks]`` in order, on ``num_processes`` spawned processes, with a progress bar (closed
+    also when a task fails, so an error message starts on a line of its own)."""
+    with tqdm(total=len(tasks), desc="evaluating", unit="case") as bar:
+        if num_processes <= 1 or len(tasks) <= 1:
+            results = []
+            for task in tasks:
+                results.append(function(task))
+                bar.update()
+            return results
+        with multiprocessing.get_context("spawn").Pool(min(num_processes, len(tasks))) as pool:
+            results = []
+            for result in pool.imap(function, tasks):
+                results.append(result)
+                bar.update()
+            return results
 
 
 def _finite_mean(values: Sequence[float]) -> float:

@@ -40,12 +40,11 @@ from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
 from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
 from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
-from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 from nnunetv2.utilities.label_handling.label_handling import get_labelmanager_class_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
-from nnunet_ext.paths import UNLABELED_IMAGES_DIR, unlabeled_preprocessed_folder
+from nnunet_ext.paths import UNLABELED_IMAGES_DIR, dataset_name, unlabeled_preprocessed_folder
 
 DEFAULT_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
 DEFAULT_NUM_PROCESSES = {"2d": 8, "3d_fullres": 4, "3d_lowres": 8}
@@ -375,10 +374,10 @@ def preprocess_unlabeled(dataset_name_or_id: Union[int, str], plans_identifier: 
     Raises:
         ValueError: invalid unlabeled images (see :func:`find_unlabeled_cases`) or bad ``num_processes``.
     """
-    dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
-    preprocessed_dataset_folder = join(nnUNet_preprocessed, dataset_name)
+    name = dataset_name(dataset_name_or_id)
+    preprocessed_dataset_folder = join(nnUNet_preprocessed, name)
     dataset_json = load_json(join(preprocessed_dataset_folder, "dataset.json"))
-    cases = find_unlabeled_cases(join(nnUNet_raw, dataset_name), dataset_json)
+    cases = find_unlabeled_cases(join(nnUNet_raw, name), dataset_json)
     counts = _per_configuration(num_processes, configurations)
     plans_manager = PlansManager(join(preprocessed_dataset_folder, plans_identifier + ".json"))
     written = set()
@@ -386,7 +385,7 @@ def preprocess_unlabeled(dataset_name_or_id: Union[int, str], plans_identifier: 
         if configuration not in plans_manager.available_configurations:
             if cases:
                 print(f"INFO: configuration {configuration} is not in the plans {plans_identifier} of "
-                      f"{dataset_name}; no unlabeled cases preprocessed for it.")
+                      f"{name}; no unlabeled cases preprocessed for it.")
             continue
         configuration_manager = plans_manager.get_configuration(configuration)
         output_folder = unlabeled_preprocessed_folder(join(preprocessed_dataset_folder,
@@ -397,12 +396,12 @@ def preprocess_unlabeled(dataset_name_or_id: Union[int, str], plans_identifier: 
         if not cases:
             if os.path.isdir(output_folder):
                 shutil.rmtree(output_folder)
-                print(f"Removed {output_folder}: {dataset_name} has no {UNLABELED_IMAGES_DIR}/ any more.")
+                print(f"Removed {output_folder}: {name} has no {UNLABELED_IMAGES_DIR}/ any more.")
             continue
-        print(f"Preprocessing {len(cases)} unlabeled cases of {dataset_name}, configuration {configuration}...")
+        print(f"Preprocessing {len(cases)} unlabeled cases of {name}, configuration {configuration}...")
         _write_unlabeled_folder(cases, output_folder, plans_manager, configuration_manager, dataset_json, n,
                                 verbose, show_progress_bar)
-        print(f"Unlabeled cases of {dataset_name} ({configuration}) written to {output_folder}")
+        print(f"Unlabeled cases of {name} ({configuration}) written to {output_folder}")
 
 
 @contextlib.contextmanager
@@ -477,7 +476,7 @@ def run(args: argparse.Namespace) -> None:
     planner_class = resolve_class(args.pl, ExperimentPlanner)
     fingerprint_extractor_class = resolve_class(args.fpe, DatasetFingerprintExtractor)
     check_stock_preprocessor(args.preprocessor_name)
-    dataset_names = {d: maybe_convert_to_dataset_name(d) for d in args.d}
+    dataset_names = {d: dataset_name(d) for d in args.d}
     for name in dataset_names.values():
         raw_folder = join(nnUNet_raw, name)
         find_unlabeled_cases(raw_folder, load_json(join(raw_folder, "dataset.json")))
