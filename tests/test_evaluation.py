@@ -348,3 +348,60 @@ def test_command_voxel_units_and_default_output(tmp_path):
     written = json.loads((pred_dir / "summary.json").read_text())
     assert written["units"] == "voxels" and set(written["mean"]) == {"1"}
     assert written["metric_per_case"][0]["metrics"]["1"]["ASD"] == pytest.approx(4.0)
+
+
+# ---------------------------------------------------------------- regions and partial labels, by hand
+
+def test_regions_of_a_dataset_json_are_scored_on_both_label_maps(tmp_path):
+    """BraTS-style nested regions from a dataset.json: whole = {1, 2, 3}, core = {2, 3}, enhancing = {3}. Reference
+    voxels (1-D row of 10): 1 1 2 2 3 3 0 0 0 0; prediction: 1 1 1 2 3 0 0 0 0 3."""
+    ref = np.array([1, 1, 2, 2, 3, 3, 0, 0, 0, 0], np.uint8).reshape(1, 1, 10)
+    pred = np.array([1, 1, 1, 2, 3, 0, 0, 0, 0, 3], np.uint8).reshape(1, 1, 10)
+    ref_dir, pred_dir = make_folders(tmp_path, {"brats_1.nii.gz": (ref, pred)})
+    dataset_json = tmp_path / "dataset.json"
+    dataset_json.write_text(json.dumps({"labels": {"background": 0, "whole_tumor": [1, 2, 3], "tumor_core": [2, 3],
+                                                   "enhancing_tumor": 3}, "regions_class_order": [1, 2, 3]}))
+    output = tmp_path / "summary.json"
+    main(["evaluate", "-ref", str(ref_dir), "-pred", str(pred_dir), "-o", str(output), "-np", "1",
+                "--regions-from", str(dataset_json)])
+    written = json.loads(output.read_text())
+    assert written["region_names"] == {"(1, 2, 3)": "whole_tumor", "(2, 3)": "tumor_core", "3": "enhancing_tumor"}
+    metrics = written["metric_per_case"][0]["metrics"]
+    # whole: ref 6 voxels (0-5), pred 6 (0-4, 9), overlap 5 → 10/12; core: ref 4 (2-5), pred 3 (3, 4, 9), overlap 2
+    # → 4/7; enhancing: ref 2 (4, 5), pred 2 (4, 9), overlap 1 → 2/4
+    assert metrics["(1, 2, 3)"]["Dice"] == pytest.approx(10 / 12)
+    assert metrics["(2, 3)"]["Dice"] == pytest.approx(4 / 7)
+    assert metrics["3"]["Dice"] == pytest.approx(0.5) and metrics["3"]["Jaccard"] == pytest.approx(1 / 3)
+    assert written["foreground_mean"]["Dice"] == pytest.approx((10 / 12 + 4 / 7 + 0.5) / 3)
+
+
+def test_partial_labels_score_only_the_classes_a_case_annotates(tmp_path):
+    """case_liver annotates the liver (1) only: its predicted kidney (2) voxels and its reference's 0 there are not
+    scored; case_both annotates both. The kidney mean is over case_both alone."""
+    liver_ref = np.array([1, 1, 1, 1, 0, 0, 0, 0], np.uint8).reshape(1, 1, 8)
+    liver_pred = np.array([1, 1, 0, 0, 2, 2, 0, 0], np.uint8).reshape(1, 1, 8)
+    both_ref = np.array([1, 1, 0, 0, 2, 2, 2, 2], np.uint8).reshape(1, 1, 8)
+    both_pred = np.array([1, 1, 0, 0, 2, 2, 0, 0], np.uint8).reshape(1, 1, 8)
+    ref_dir, pred_dir = make_folders(tmp_path, {"case_liver.nii.gz": (liver_ref, liver_pred),
+                                                "case_both.nii.gz": (both_ref, both_pred)})
+    dataset_json = tmp_path / "dataset.json"
+    dataset_json.write_text(json.dumps({"labels": {"background": 0, "liver": 1, "kidney": 2},
+                                        "annotated_labels": {"case_liver": [1], "case_both": [1, 2]}}))
+    output = tmp_path / "summary.json"
+    main(["evaluate", "-ref", str(ref_dir), "-pred", str(pred_dir), "-o", str(output), "-np", "1",
+                "--annotated-labels-from", str(dataset_json)])
+    written = json.loads(output.read_text())
+    per_case = {Path(c["reference_file"]).name: c["metrics"] for c in written["metric_per_case"]}
+    assert set(per_case["case_liver.nii.gz"]) == {"1"} and set(per_case["case_both.nii.gz"]) == {"1", "2"}
+    assert per_case["case_liver.nii.gz"]["1"]["Dice"] == pytest.approx(4 / 6)
+    assert per_case["case_both.nii.gz"]["2"]["Dice"] == pytest.approx(4 / 6)
+    assert written["mean"]["1"]["Dice"] == pytest.approx((4 / 6 + 1.0) / 2) and written["mean"]["1"]["n_cases"] == 2
+    assert written["mean"]["2"]["Dice"] == pytest.approx(4 / 6) and written["mean"]["2"]["n_cases"] == 1
+    without = evaluate_folders(str(ref_dir), str(pred_dir), num_processes=1)
+    assert without["mean"]["2"]["Dice"] == pytest.approx((0.0 + 4 / 6) / 2), "counted as background otherwise"
+
+
+def test_partial_labels_name_a_case_without_annotated_labels(tmp_path):
+    ref_dir, pred_dir = make_folders(tmp_path, {"case_x.nii.gz": (np.ones((1, 1, 4), np.uint8),) * 2})
+    with pytest.raises(ValueError, match="case_x.nii.gz"):
+        evaluate_folders(str(ref_dir), str(pred_dir), num_processes=1, annotated_labels={"other": [1]})

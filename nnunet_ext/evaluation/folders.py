@@ -9,6 +9,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 from tqdm import tqdm
 
+from nnunet_ext.evaluation.label_sets import ScoredClass, annotated_classes, class_key, class_mask
 from nnunet_ext.evaluation.metrics import (COUNT_METRICS, DISTANCE_METRICS, EMPTY_MASK_RULE, OVERLAP_METRICS,
                                            binary_metrics)
 from nnunet_ext.evaluation.segmentations import IMAGE_ENDINGS, image_ending, read_segmentation
@@ -25,15 +26,16 @@ def _foreground_labels(array: np.ndarray, path: str) -> List[int]:
     return [int(v) for v in values]
 
 
-def evaluate_case(ref_file: str, pred_file: str, labels: Optional[Sequence[int]] = None,
-                  voxel_units: bool = False) -> Dict[str, Any]:
+def evaluate_case(ref_file: str, pred_file: str, classes: Optional[Sequence[ScoredClass]] = None,
+                  voxel_units: bool = False, annotated: Optional[Sequence[int]] = None) -> Dict[str, Any]:
     """Metrics of one prediction file against its reference file.
 
-    Returns ``{"reference_file", "prediction_file", "metrics": {label: binary_metrics(...)},
-    "reference_labels": [...]}``. Without ``labels``, metrics are computed for every non-zero value of either
-    image (labels absent from both are both-empty cases, which the caller can fill in without reading the
-    images again). Raises ValueError naming the file when the prediction's size or spacing differs from the
-    reference's.
+    Returns ``{"reference_file", "prediction_file", "metrics": {class: binary_metrics(...)},
+    "reference_labels": [...]}``. ``classes`` are labels or regions (see :mod:`~nnunet_ext.evaluation.label_sets`);
+    without them, metrics are computed for every non-zero value of either image (labels absent from both are
+    both-empty cases, which the caller can fill in without reading the images again). With ``annotated`` (the
+    labels this case annotates) only the classes the reference is complete for are scored. Raises ValueError
+    naming the file when the prediction's size or spacing differs from the reference's.
     """
     ref, spacing = read_segmentation(ref_file)
     pred, pred_spacing = read_segmentation(pred_file)
@@ -45,15 +47,18 @@ def evaluate_case(ref_file: str, pred_file: str, labels: Optional[Sequence[int]]
         raise ValueError(f"{name}: spacing mismatch, prediction {pred_file} has spacing {pred_spacing} but "
                          f"reference {ref_file} has spacing {spacing}.")
     reference_labels = _foreground_labels(ref, ref_file)
-    if labels is None:
-        labels = sorted(set(reference_labels) | set(_foreground_labels(pred, pred_file)))
+    if classes is None:
+        classes = sorted(set(reference_labels) | set(_foreground_labels(pred, pred_file)))
+    if annotated is not None:
+        classes = annotated_classes(classes, annotated)
     if voxel_units:
         spacing = (1.0,) * ref.ndim
     return {"reference_file": ref_file, "prediction_file": pred_file, "reference_labels": reference_labels,
-            "metrics": {int(label): binary_metrics(pred == label, ref == label, spacing) for label in labels}}
+            "metrics": {c: binary_metrics(class_mask(pred, c), class_mask(ref, c), spacing) for c in classes}}
 
 
-def _evaluate_case_task(task: Tuple[str, str, Optional[List[int]], bool]) -> Dict[str, Any]:
+def _evaluate_case_task(task: Tuple[str, str, Optional[List[ScoredClass]], bool, Optional[List[int]]]
+                        ) -> Dict[str, Any]:
     """``evaluate_case`` with its arguments packed in one tuple, for ``Pool.imap``."""
     return evaluate_case(*task)
 
@@ -124,18 +129,23 @@ def _finite_mean(values: Sequence[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
-def _label_means(per_case: List[Dict[str, Any]], label: str) -> Dict[str, Any]:
-    """Means over cases of one label; distances over the finite values, with the count of the others."""
-    rows = [case["metrics"][label] for case in per_case]
+def _class_means(per_case: List[Dict[str, Any]], key: str) -> Dict[str, Any]:
+    """Means of one class over the cases that score it; distances over the finite values, with the count of the
+    others."""
+    rows = [case["metrics"][key] for case in per_case if key in case["metrics"]]
+    if not rows:
+        return {**{m: math.nan for m in OVERLAP_METRICS + COUNT_METRICS + DISTANCE_METRICS},
+                "n_undefined_distance": 0, "n_cases": 0}
     means: Dict[str, Any] = {m: float(np.mean([r[m] for r in rows])) for m in OVERLAP_METRICS + COUNT_METRICS}
     means.update({m: _finite_mean([r[m] for r in rows]) for m in DISTANCE_METRICS})
     means["n_undefined_distance"] = sum(1 for r in rows if not math.isfinite(r["HD95"]))
+    means["n_cases"] = len(rows)
     return means
 
 
-def _foreground_mean(mean: Dict[str, Dict[str, Any]], labels: Sequence[int]) -> Dict[str, Any]:
-    """nnU-Net's ``foreground_mean``: the mean over the non-zero labels of the per-label means."""
-    entries = [mean[str(label)] for label in labels if label != 0]
+def _foreground_mean(mean: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
+    """nnU-Net's ``foreground_mean``: the mean over the foreground classes (not label 0) of the per-class means."""
+    entries = [entry for key, entry in mean.items() if key != "0"]
     result: Dict[str, Any] = {m: _finite_mean([e[m] for e in entries])
                               for m in OVERLAP_METRICS + DISTANCE_METRICS + COUNT_METRICS}
     result["n_undefined_distance"] = sum(e["n_undefined_distance"] for e in entries)
@@ -153,37 +163,62 @@ def _nan_to_none(value: Any) -> Any:
     return value
 
 
+def case_id(file_name: str) -> str:
+    """A case identifier from its file name: the name without its image ending."""
+    return file_name[:-len(image_ending(file_name) or "")]
+
+
 def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]] = None,
                      output_file: Optional[str] = None, voxel_units: bool = False, num_processes: int = 2,
-                     file_names: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+                     file_names: Optional[Sequence[str]] = None,
+                     regions: Optional[Dict[str, ScoredClass]] = None,
+                     annotated_labels: Optional[Dict[str, List[int]]] = None) -> Dict[str, Any]:
     """Evaluate every prediction in ``pred_dir`` against the file of the same name in ``ref_dir``.
 
-    ``labels`` defaults to every non-zero value found in the references. Distances are in the reference
-    spacing's units (mm) or in voxels with ``voxel_units``. ``file_names`` restricts the evaluation to those
-    files (see ``pair_files``). The summary is written to ``output_file`` (default ``pred_dir/summary.json``)
-    with NaN as null, and returned with NaN as float NaN:
-    ``{"metric_per_case": [{"prediction_file", "reference_file", "metrics": {"1": {...}}}],
-    "mean": {"1": {...}}, "foreground_mean": {...}, "units", "empty_mask_rule"}``.
-    Raises ValueError on unpaired files and on size or spacing mismatches, naming the file.
+    ``labels`` defaults to every non-zero value found in the references; ``regions`` (``{name: region}``, see
+    :func:`~nnunet_ext.evaluation.label_sets.regions_from_dataset_json`) scores regions instead; with
+    ``annotated_labels`` (``{case_id: [labels]}``) each case is scored only on the classes it annotates, and each
+    class's mean is over those cases (``n_cases``). Distances are in the reference spacing's units (mm) or in
+    voxels with ``voxel_units``. ``file_names`` restricts the evaluation to those files (see ``pair_files``). The
+    summary is written to ``output_file`` (default ``pred_dir/summary.json``) with NaN as null, and returned with
+    NaN as float NaN: ``{"metric_per_case": [{"prediction_file", "reference_file", "metrics": {"1": {...}}}],
+    "mean": {"1": {...}}, "foreground_mean": {...}, "units", "empty_mask_rule"}``, plus ``region_names`` with
+    regions and ``annotated_labels`` with partial labels. Raises ValueError on unpaired files, on size or spacing
+    mismatches and on cases missing from ``annotated_labels``, naming the file.
     """
+    if regions is not None and labels is not None:
+        raise ValueError("Give labels or regions to evaluate, not both.")
     names = pair_files(ref_dir, pred_dir, file_names)
-    chosen = sorted({int(label) for label in labels}) if labels is not None else None
+    if annotated_labels is not None:
+        missing = [n for n in names if case_id(n) not in annotated_labels]
+        if missing:
+            raise ValueError(f"annotated_labels names no annotated labels for {', '.join(missing)}.")
+    chosen: Optional[List[ScoredClass]] = (list(regions.values()) if regions is not None else
+                                           sorted({int(label) for label in labels}) if labels is not None else None)
     if chosen is not None and not chosen:
         raise ValueError("The list of labels to evaluate is empty.")
-    tasks = [(os.path.join(ref_dir, n), os.path.join(pred_dir, n), chosen, voxel_units) for n in names]
+    tasks = [(os.path.join(ref_dir, n), os.path.join(pred_dir, n), chosen, voxel_units,
+              None if annotated_labels is None else annotated_labels[case_id(n)]) for n in names]
     results = _map_with_progress(_evaluate_case_task, tasks, num_processes)
     if chosen is None:
-        chosen = sorted({label for result in results for label in result["reference_labels"]})
+        chosen = sorted({label for result in results for label in result["reference_labels"]} |
+                        {label for values in (annotated_labels or {}).values() for label in values})
         if not chosen:
             raise ValueError(f"The references in {ref_dir} hold no foreground label; name the labels to "
                              f"evaluate (-l / labels=).")
     both_empty = binary_metrics(np.zeros(1, dtype=bool), np.zeros(1, dtype=bool))
-    per_case = [{"prediction_file": result["prediction_file"], "reference_file": result["reference_file"],
-                 "metrics": {str(label): dict(result["metrics"].get(label, both_empty)) for label in chosen}}
-                for result in results]
-    mean = {str(label): _label_means(per_case, str(label)) for label in chosen}
-    summary = {"metric_per_case": per_case, "mean": mean, "foreground_mean": _foreground_mean(mean, chosen),
-               "units": "voxels" if voxel_units else "mm", "empty_mask_rule": EMPTY_MASK_RULE}
+    per_case = []
+    for name, result in zip(names, results):
+        scored = chosen if annotated_labels is None else annotated_classes(chosen, annotated_labels[case_id(name)])
+        per_case.append({"prediction_file": result["prediction_file"], "reference_file": result["reference_file"],
+                         "metrics": {class_key(c): dict(result["metrics"].get(c, both_empty)) for c in scored}})
+    mean = {class_key(c): _class_means(per_case, class_key(c)) for c in chosen}
+    summary: Dict[str, Any] = {"metric_per_case": per_case, "mean": mean, "foreground_mean": _foreground_mean(mean),
+                               "units": "voxels" if voxel_units else "mm", "empty_mask_rule": EMPTY_MASK_RULE}
+    if regions is not None:
+        summary["region_names"] = {class_key(region): name for name, region in regions.items()}
+    if annotated_labels is not None:
+        summary["annotated_labels"] = {case_id(n): annotated_labels[case_id(n)] for n in names}
     output_file = output_file if output_file is not None else os.path.join(pred_dir, "summary.json")
     output_folder = os.path.dirname(os.path.abspath(output_file))
     os.makedirs(output_folder, exist_ok=True)
@@ -193,7 +228,8 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
 
 
 def format_table(summary: Dict[str, Any]) -> str:
-    """The summary as a text table: one row per case and label, then the mean per label and over labels."""
+    """The summary as a text table: one row per case and scored label or region (by name), then the mean per class
+    and over the classes."""
     columns = OVERLAP_METRICS + DISTANCE_METRICS + COUNT_METRICS
 
     def cell(metric: str, value: Any) -> str:
@@ -203,17 +239,19 @@ def format_table(summary: Dict[str, Any]) -> str:
             return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
         return f"{value:.4f}" if metric in OVERLAP_METRICS else f"{value:.3f}"
 
-    case_rows = [(os.path.basename(case["prediction_file"]), label, metrics)
-                 for case in summary["metric_per_case"] for label, metrics in case["metrics"].items()]
-    mean_rows = [("mean", label, metrics) for label, metrics in summary["mean"].items()]
+    names = summary.get("region_names", {})
+    case_rows = [(os.path.basename(case["prediction_file"]), names.get(key, key), metrics)
+                 for case in summary["metric_per_case"] for key, metrics in case["metrics"].items()]
+    mean_rows = [("mean", names.get(key, key), metrics) for key, metrics in summary["mean"].items()]
     mean_rows.append(("foreground mean", "", summary["foreground_mean"]))
     name_width = max(len(name) for name, _, _ in case_rows + mean_rows)
-    header = (f"{'case':<{name_width}}  {'label':>5}" + "".join(f"  {c:>8}" for c in columns)
+    label_width = max(5, *(len(label) for _, label, _ in case_rows + mean_rows))
+    header = (f"{'case':<{name_width}}  {'label':>{label_width}}" + "".join(f"  {c:>8}" for c in columns)
               + "  n_undefined_distance")
     rule = "-" * len(header)
 
     def line(name: str, label: str, metrics: Dict[str, Any]) -> str:
-        text = f"{name:<{name_width}}  {label:>5}" + "".join(f"  {cell(c, metrics[c]):>8}" for c in columns)
+        text = f"{name:<{name_width}}  {label:>{label_width}}" + "".join(f"  {cell(c, metrics[c]):>8}" for c in columns)
         return text + (f"  {metrics['n_undefined_distance']:>20}" if "n_undefined_distance" in metrics else "")
 
     lines = [f"HD95, ASD and ASSD in {summary['units']}; n/a = undefined (one mask empty)", header, rule]
