@@ -1,18 +1,26 @@
-"""``nnunet_ext benchmark``: train-step and inference time of our trainers against stock nnU-Net, in one run.
+"""``nnunet_ext benchmark``: train-step time, peak memory and inference time of our trainers against stock nnU-Net,
+in one run.
 
 For each trainer, the median wall time of ``train_step`` on batches from the real loaders (augmentation
-workers running, unlabeled stream included), after warm-up steps. Stock ``nnUNetTrainer`` is measured on
-the same plans twice: with the plans' (labeled) batch size, and with the batch size our trainers actually
-push through the network (labeled + unlabeled), so the second ratio isolates the method's own extra work.
-Inference: median time of nnU-Net's sliding-window prediction of one preprocessed case with each trainer's
-inference network, against the stock network, measured in turns. Trainer output folders go to a temporary ``nnUNet_results``.
+workers running, unlabeled stream included), after warm-up steps, and the peak memory of those measured steps:
+``torch.cuda.max_memory_allocated`` on CUDA, the peak resident set size of the training process on the CPU (its
+high-water mark reset after the warm-up, so imports and loader start-up do not count; the augmentation workers
+are processes of their own). Every trainer is measured in a fresh process, so one trainer's memory does not
+carry over to the next. Stock ``nnUNetTrainer`` is measured on the same plans twice: with the plans' (labeled)
+batch size, and with the batch size our trainers actually push through the network (labeled + unlabeled), so
+the second ratio isolates the method's own extra work. Inference: median time of nnU-Net's sliding-window
+prediction of one preprocessed case with each trainer's inference network, against the stock network, measured
+in turns. Trainer output folders go to a temporary ``nnUNet_results``.
 """
 import argparse
 import json
+import multiprocessing
 import os
+import resource
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from copy import deepcopy
 from typing import Callable, Dict, List, Tuple
 
@@ -67,13 +75,60 @@ def load_trainer(name: str, plans: dict, configuration: str, fold: str, dataset_
     return trainer
 
 
-def step_seconds(trainer, warmup: int, steps: int) -> float:
-    """Median seconds of ``train_step``; the labeled batch is fetched outside the timed region."""
+def step_seconds(trainer, warmup: int, steps: int) -> Tuple[float, float]:
+    """Median seconds of ``train_step`` (the labeled batch is fetched outside the timed region) and the peak
+    memory in MB of the measured steps (see the module docstring)."""
     times = []
-    for _ in range(warmup + steps):
+    for step in range(warmup + steps):
+        if step == warmup:
+            reset_peak_memory(trainer.device)
         batch = next(trainer.dataloader_train)
         times.append(seconds_of(lambda: trainer.train_step(batch), trainer.device))
-    return statistics.median(times[warmup:])
+    return statistics.median(times[warmup:]), peak_memory_mb(trainer.device)
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start a new peak: CUDA's allocator statistics, or the process's RSS high-water mark (Linux
+    ``/proc/self/clear_refs``; elsewhere the peak since the process started remains)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    elif os.path.exists("/proc/self/clear_refs"):
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory since :func:`reset_peak_memory`, in MB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 20
+    if os.path.exists("/proc/self/status"):
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure_trainer(name: str, plans: dict, configuration: str, fold: str, dataset_json: dict, device: torch.device,
+                    batch_size: int, warmup: int, steps: int) -> Dict:
+    """Step time, peak memory and total batch of one trainer, and the (plans, dataset.json) its predictor reads;
+    meant to run in a process of its own (see :func:`measured_in_fresh_process`)."""
+    if device.type == "cpu":
+        torch.set_num_threads(os.cpu_count())
+    trainer = load_trainer(name, plans, configuration, fold, dataset_json, device, batch_size)
+    try:
+        seconds, peak = step_seconds(trainer, warmup, steps)
+        total_batch = trainer.batch_size + sum(s.loader.batch_size for s in getattr(trainer, "streams", {}).values())
+        setup = (deepcopy(trainer.plans_manager.plans), deepcopy(predictor_dataset_json(trainer)))
+    finally:
+        shut_down(trainer)
+    return {"step_s_median": seconds, "peak_memory_mb": peak, "total_batch": total_batch, "inference_setup": setup}
+
+
+def measured_in_fresh_process(*args) -> Dict:
+    """:func:`measure_trainer` in a newly spawned process."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(measure_trainer, *args).result()
 
 
 def inference_seconds(inference_setups: Dict[str, Tuple[dict, dict]], configuration: str, case: torch.Tensor,
@@ -122,7 +177,8 @@ def shut_down(trainer) -> None:
 
 def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers: List[str], fold: str,
               warmup: int, steps: int, inference_repeats: int, device: torch.device, batch_size: int = 0) -> Dict:
-    """Measure everything in one process and return the results dictionary (see the module docstring)."""
+    """Measure every trainer (each in a fresh process), then the inference networks in turns; the results
+    dictionary (see the module docstring)."""
     if warmup < 3 or steps < 5:
         raise ValueError("Use at least 3 warm-up and 5 measured steps (--warmup, --steps).")
     from batchgenerators.utilities.file_and_folder_operations import join, load_json
@@ -137,24 +193,21 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
     dataset_json = load_json(join(folder, "dataset.json"))
     if device.type == "cpu":
         torch.set_num_threads(os.cpu_count())
-
     inference_setups: Dict[str, Tuple[dict, dict]] = {}
 
     def measure(name: str, batch_size: int = 0) -> Dict:
-        trainer = load_trainer(name, plans, configuration, fold, dataset_json, device, batch_size)
-        try:
-            seconds = step_seconds(trainer, warmup, steps)
-            total_batch = trainer.batch_size + sum(s.loader.batch_size for s in getattr(trainer, "streams", {}).values())
-            inference_setups.setdefault(name, (deepcopy(trainer.plans_manager.plans),
-                                               deepcopy(predictor_dataset_json(trainer))))
-        finally:
-            shut_down(trainer)
-        print(f"{name:40s} batch {total_batch:3d}  step {seconds:8.4f} s", flush=True)
-        return {"step_s_median": seconds, "total_batch": total_batch}
+        result = measured_in_fresh_process(name, plans, configuration, fold, dataset_json, device, batch_size,
+                                           warmup, steps)
+        inference_setups.setdefault(name, result.pop("inference_setup"))
+        print(f"{name:40s} batch {result['total_batch']:3d}  step {result['step_s_median']:8.4f} s  "
+              f"peak {result['peak_memory_mb']:9.1f} MB", flush=True)
+        return result
 
     stock = measure(STOCK)
     results = {"device": describe_device(device), "configuration": configuration, "dataset": dataset,
                "labeled_batch": plans["configurations"][configuration]["batch_size"],
+               "memory": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS of the training "
+                         "process during the measured steps",
                "stock": {"same_labeled_batch": stock}, "trainers": {}}
     stock_by_batch = {stock["total_batch"]: stock}
     for name in trainers:
@@ -167,6 +220,9 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
             "step_s_median": ours["step_s_median"],
             "ratio_same_labeled_batch": ours["step_s_median"] / stock["step_s_median"],
             "ratio_same_total_batch": ours["step_s_median"] / same_total["step_s_median"],
+            "peak_memory_mb": ours["peak_memory_mb"],
+            "memory_ratio_same_labeled_batch": ours["peak_memory_mb"] / stock["peak_memory_mb"],
+            "memory_ratio_same_total_batch": ours["peak_memory_mb"] / same_total["peak_memory_mb"],
             "total_batch": ours["total_batch"],
         }
 
@@ -189,11 +245,14 @@ def describe_device(device: torch.device) -> str:
 
 
 def print_table(results: Dict) -> None:
-    print(f"\nDevice: {results['device']}  configuration: {results['configuration']}")
-    print(f"{'trainer':32s} {'step s':>9s} {'×stock same labeled':>20s} {'×stock same total':>18s} {'inference ×':>12s}")
+    print(f"\nDevice: {results['device']}  configuration: {results['configuration']}  memory: {results['memory']}")
+    print(f"{'trainer':32s} {'step s':>9s} {'×stock same labeled':>20s} {'×stock same total':>18s} "
+          f"{'peak MB':>9s} {'mem × same labeled':>19s} {'mem × same total':>17s} {'inference ×':>12s}")
     for name, r in results["trainers"].items():
         print(f"{name:32s} {r['step_s_median']:9.4f} {r['ratio_same_labeled_batch']:20.2f} "
-              f"{r['ratio_same_total_batch']:18.2f} {r['inference_ratio']:12.3f}")
+              f"{r['ratio_same_total_batch']:18.2f} {r['peak_memory_mb']:9.1f} "
+              f"{r['memory_ratio_same_labeled_batch']:19.2f} {r['memory_ratio_same_total_batch']:17.2f} "
+              f"{r['inference_ratio']:12.3f}")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -81,3 +81,18 @@ def add_tiny_configuration(plans_file: str, name: str = "3d_tiny", parent: str =
                                      "architecture": architecture}
     with open(plans_file, "w") as f:
         json.dump(plans, f, indent=1)
+
+
+def start_trainer(cls, plans: dict, dataset_json: dict, configuration: str = "3d_fullres", start_loaders: bool = True,
+                  **attributes):
+    """A trainer of ``cls`` (a subclass setting ``attributes``, as a variant would) on the CPU, initialized, with
+    its loaders started unless ``start_loaders`` is False, deep supervision on and the network in train mode."""
+    import torch
+    trainer = type(cls.__name__, (cls,), attributes)(dict(plans, continue_training=False), configuration, 0,
+                                                     dataset_json, torch.device("cpu"))
+    trainer.initialize()
+    if start_loaders:
+        trainer.dataloader_train, trainer.dataloader_val = trainer.get_dataloaders()
+    trainer.set_deep_supervision_enabled(True)
+    trainer.network.train()
+    return trainer

@@ -13,13 +13,14 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from conftest import start_trainer
 from nnunet_ext.cli import main as nnunet_ext
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_gaze_dataset
-from nnunet_ext.training.level_consistency import level_agreement, neighbourhood_affinity, propagate
 from nnunet_ext.losses import SummedBinaryCrossEntropy
 from nnunet_ext.networks import MultiLevelUNet
 from nnunet_ext.trainers import nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_flipsOnly, nnUNetTrainerGazeSup_pure
 from nnunet_ext.trainers.nnUNetTrainerGazeSup import PLANS_LEVELS_KEY
+from nnunet_ext.training.level_consistency import level_agreement, neighbourhood_affinity, propagate
 
 DATASET_ID = 980
 
@@ -148,13 +149,7 @@ def make_trainer(cls, nnunet_folders, **attributes):
     from batchgenerators.utilities.file_and_folder_operations import load_json
     folder = next(Path(nnunet_folders["nnUNet_preprocessed"]).glob(f"Dataset{DATASET_ID}_*"))
     plans, dataset_json = load_json(str(folder / "nnUNetPlans.json")), load_json(str(folder / "dataset.json"))
-    trainer = type(cls.__name__, (cls,), attributes)(dict(plans, continue_training=False), "2d", 0, dataset_json,
-                                                     torch.device("cpu"))
-    trainer.initialize()
-    trainer.dataloader_train, trainer.dataloader_val = trainer.get_dataloaders()
-    trainer.set_deep_supervision_enabled(True)
-    trainer.network.train()
-    return trainer
+    return start_trainer(cls, plans, dataset_json, "2d", **attributes)
 
 
 def test_each_level_network_is_fitted_to_its_own_level(gaze_dataset, nnunet_folders):

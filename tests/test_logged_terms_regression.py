@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import start_trainer
 from nnunet_ext.cli import main as nnunet_ext
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_dataset
 from nnunet_ext.trainers import nnUNetTrainerDTC, nnUNetTrainerMeanTeacher, nnUNetTrainerUAMT, nnUNetTrainerUGMCL
@@ -85,14 +86,7 @@ def seeded(seed: int) -> None:
 
 
 def logged_terms(cls, preprocessed, **attributes):
-    plans, dataset_json = preprocessed
-    trainer = cls(dict(plans, continue_training=False), "3d_fullres", 0, dataset_json, torch.device("cpu"))
-    for name, value in attributes.items():
-        setattr(trainer, name, value)
-    trainer.initialize()
-    trainer.dataloader_train, trainer.dataloader_val = trainer.get_dataloaders()
-    trainer.set_deep_supervision_enabled(True)
-    trainer.network.train()
+    trainer = start_trainer(cls, *preprocessed, **attributes)
     seeded_weights(trainer.student)
     if trainer.teacher is not None:
         trainer.teacher.network.load_state_dict(trainer.student.state_dict())

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import start_trainer
 from nnunet_ext.cli import main as nnunet_ext
-from nnunet_ext.dataset_conversion.synthetic import write_synthetic_dataset
 from nnunet_ext.data.transforms import LabelDerivedTargetTransform
+from nnunet_ext.dataset_conversion.synthetic import write_synthetic_dataset
 from nnunet_ext.trainers import nnUNetTrainerDTC, nnUNetTrainerMeanTeacher, nnUNetTrainerUAMT, nnUNetTrainerUGMCL
 
 DATASET_ID = 970
@@ -30,15 +31,7 @@ def preprocessed(nnunet_folders):
 
 
 def make_trainer(cls, preprocessed, **attributes):
-    plans, dataset_json = preprocessed
-    trainer = cls(dict(plans, continue_training=False), "3d_fullres", 0, dataset_json, torch.device("cpu"))
-    for name, value in attributes.items():
-        setattr(trainer, name, value)
-    trainer.initialize()
-    trainer.dataloader_train, trainer.dataloader_val = trainer.get_dataloaders()
-    trainer.set_deep_supervision_enabled(True)
-    trainer.network.train()
-    return trainer
+    return start_trainer(cls, *preprocessed, **attributes)
 
 
 @pytest.mark.parametrize("cls", list(UNSUPERVISED_TERMS))
@@ -116,6 +109,9 @@ def test_benchmark_reports_ratios_against_stock(preprocessed, tmp_path):
     assert row["ratio_same_labeled_batch"] == pytest.approx(row["step_s_median"] / stock_labeled)
     assert row["ratio_same_total_batch"] == pytest.approx(row["step_s_median"] / stock_total)
     assert row["inference_ratio"] > 0
+    stock_memory = results["stock"][f"batch_{row['total_batch']}"]["peak_memory_mb"]
+    assert row["peak_memory_mb"] > 0 and row["memory_ratio_same_total_batch"] == pytest.approx(
+        row["peak_memory_mb"] / stock_memory)
     with pytest.raises(ValueError, match="at least 3 warm-up"):
         benchmark(str(DATASET_ID), "3d_fullres", "nnUNetPlans", ["nnUNetTrainerDTC"], "0", 1, 5, 1,
                   torch.device("cpu"))

@@ -46,6 +46,12 @@ class nnUNetTrainerLossTerms(nnUNetTrainer):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.logger.local_logger = TermLogger(self.logged_terms, self.method_state)
 
+    def require_option(self, name: str, choices: Tuple[str, ...]) -> None:
+        """A clear error when the class attribute ``name`` (a method option) is none of ``choices``."""
+        value = getattr(self, name)
+        if value not in choices:
+            raise ValueError(f"{type(self).__name__}.{name} must be one of {choices}, got {value!r}")
+
     def method_state(self) -> Optional[Dict[str, Any]]:
         """Training state beyond nnU-Net's (teacher, counters, …) to write into every checkpoint; ``None``: none."""
         return None

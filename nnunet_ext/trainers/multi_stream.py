@@ -50,9 +50,7 @@ class nnUNetTrainerMultiStream(nnUNetTrainerLossTerms):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        if self.teacher_mode not in TEACHER_MODES:
-            raise ValueError(f"{type(self).__name__}.teacher_mode must be one of {TEACHER_MODES}, "
-                             f"got {self.teacher_mode!r}")
+        self.require_option("teacher_mode", TEACHER_MODES)
         self.optimizer_steps = 0
         self.teacher: Optional[EMATeacher] = None
         self.streams: Dict[str, Stream] = {}

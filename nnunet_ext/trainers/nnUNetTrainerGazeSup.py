@@ -66,9 +66,7 @@ class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
-        if self.consistency_mode not in CONSISTENCY_MODES:
-            raise ValueError(f"{type(self).__name__}.consistency_mode must be one of {CONSISTENCY_MODES}, "
-                             f"got {self.consistency_mode!r}")
+        self.require_option("consistency_mode", CONSISTENCY_MODES)
         if self.label_manager.has_ignore_label:
             raise NotImplementedError(f"{type(self).__name__} does not support datasets with an 'ignore' label")
         self.num_levels = gaze_level_count(dataset_json, self.label_manager)
