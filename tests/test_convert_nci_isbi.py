@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import require_shared
 from nnunet_ext import gaze
 from nnunet_ext.cli import main
 from nnunet_ext.dataset_conversion import nci_isbi
+from nnunet_ext.splits import leaking_patients
 
 SLICE_CODE = 1000
 """Synthetic pixel value = SLICE_CODE * (z + 1) + x + ZONE_CODE * (label > 0): slice, column and label readable."""
@@ -256,6 +258,72 @@ def test_volumes_and_gaze_slices_pass_nnunet_integrity_check(converted):
         verify_dataset_integrity(str(converted["slices"]), 1)
 
 
+def test_gaze_slices_of_one_patient_stay_in_one_fold(converted):
+    """nnU-Net's folds over case ids would put slices of one patient into training and validation; the
+    converter's splits_final.json draws them over patients (the cases <case>_<k> of one NCI-ISBI case)."""
+    folder = converted["slices"]
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    expected = {}
+    for key in GAZED:
+        expected.setdefault(key.rsplit("_", 1)[0], []).append(key)
+    assert dataset_json["patients"] == {patient: sorted(cases) for patient, cases in expected.items()}
+    splits = json.loads((folder / "splits_final.json").read_text())
+    assert len(splits) == 2
+    assert leaking_patients(splits, dataset_json["patients"]) == []
+    assert sorted(case for fold in splits for case in fold["val"]) == sorted(GAZED)
+    assert not (converted["volumes"] / "splits_final.json").exists()
+    assert "patients" not in json.loads((converted["volumes"] / "dataset.json").read_text())
+
+
+def test_test_cohorts_choose_what_goes_to_imagesTs(download, real, converted, tmp_path, monkeypatch):
+    assert json.loads((converted["volumes"] / "dataset.json").read_text())["test_cohorts"] == ["02", "03"]
+    convert(tmp_path, monkeypatch, "-i", str(download), "-d", "816", "--test-cohorts", "02", "-np", "0")
+    folder = tmp_path / "Dataset816_NCIISBI"
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    assert dataset_json["test_cohorts"] == ["02"]
+    assert names(folder / "imagesTr") == [f"{case}_0000.nii.gz" for case in
+                                          ("Prostate3T-01-0001", "Prostate3T-01-0019", "Prostate3T-03-0002")]
+    assert not (folder / "imagesTs").exists() or not any((folder / "imagesTs").iterdir())
+    assert dataset_json["nci_isbi_conversion"]["skipped"]["Prostate3T-03-0001"]["problem"] == "no_label"
+    with pytest.raises(SystemExit):
+        convert(tmp_path, monkeypatch, "-i", str(download), "-d", "817", "--test-cohorts", "01")
+
+
+def test_gaze_slice_k_is_label_slice_k_minus_1_on_the_real_csv_and_labels(real):
+    """The slice convention on the real data: the duration-weighted share of the fixations of the 774 gazed
+    slices (of the cases with a training label) that fall on the prostate is highest for NRRD slice k - 1, above
+    slice k, the slice counted from the other end and the transposed slice k - 1."""
+    fixations, _ = gaze.read_gaze_csv(str(real["csv"]))
+    labels, shares = {}, {"k - 1": [], "k": [], "reversed": [], "transposed": []}
+    for key, points in sorted(fixations.items()):
+        case, k = key.rsplit("_", 1)
+        path = real["labels"] / f"{case}.nrrd"
+        if not path.is_file():
+            continue
+        if case not in labels:
+            labels[case] = array(sitk.ReadImage(str(path))) > 0
+        mask, k = labels[case], int(k)
+        depth, height, width = mask.shape
+        rows = np.minimum((points[:, 1] * height).astype(int), height - 1)
+        columns = np.minimum((points[:, 0] * width).astype(int), width - 1)
+        weights = points[:, 2] / points[:, 2].sum()
+
+        def share(slice_mask: np.ndarray) -> float:
+            return float((slice_mask[rows, columns] * weights).sum())
+
+        shares["k - 1"].append(share(mask[k - 1]))
+        shares["k"].append(share(mask[k]) if k < depth else 0.0)
+        shares["reversed"].append(share(mask[depth - k]))
+        shares["transposed"].append(share(mask[k - 1].T))
+    assert len(shares["k - 1"]) == 774
+    convention = np.array(shares["k - 1"])
+    assert convention.mean() > 0.9
+    for other in ("k", "reversed", "transposed"):
+        alternative = np.array(shares[other])
+        assert alternative.mean() < convention.mean() - 0.05, other
+        assert (convention > alternative).sum() > 2 * (convention < alternative).sum(), other
+
+
 def test_keep_zones(download, real, tmp_path, monkeypatch):
     case_folder = download / "Prostate3T-01-0001"
     convert(tmp_path, monkeypatch, "-i", str(case_folder), "--labels", str(download / "labels"), "-d", "814",
@@ -271,7 +339,8 @@ def test_keep_zones(download, real, tmp_path, monkeypatch):
 
 def test_gaze_slices_ordinal_labels_and_reference_masks(real, converted):
     folder = converted["slices"]
-    assert names(folder) == ["dataset.json", "imagesTr", "imagesTs", "labelsTr", "labelsTrReference", "labelsTs"]
+    assert names(folder) == ["dataset.json", "imagesTr", "imagesTs", "labelsTr", "labelsTrReference", "labelsTs",
+                             "splits_final.json"]
     assert names(folder / "imagesTr") == sorted(f"{key}_0000.nii.gz" for key in GAZED)
     assert names(folder / "labelsTrReference") == sorted(f"{key}.nii.gz" for key in GAZED)
     fixations, sizes = gaze.read_gaze_csv(str(converted["csv"]))
@@ -310,6 +379,7 @@ def test_gaze_slices_ordinal_labels_and_reference_masks(real, converted):
 
 
 def test_older_csv_format_gives_the_same_pseudo_masks(download, real, converted, tmp_path, monkeypatch):
+    require_shared("GazeMedSeg/nci-isbi_fixation_old.csv")
     old_csv = tmp_path / "old.csv"
     write_gaze_csv(real, old_csv, {"Prostate3T-01-0019_18"}, old_format=True)
     convert(tmp_path / "raw", monkeypatch, "-i", str(download / "Prostate3T-01-0019"), "--labels",

@@ -71,7 +71,8 @@ def test_split_layout_json_and_verbatim_copies(raw):
     for key in ("channel_names", "labels", "file_ending", "name", "description", "overwrite_image_reader_writer"):
         assert dataset_json[key] == SOURCE_JSON[key]
     assert dataset_json["semisupervised_split"] == {"source": "Dataset010_Toy", "num_labeled": 2, "seed": 0,
-                                                    "labeled_list": None}
+                                                    "labeled_list": None, "labeled": labeled}
+    assert "patients" not in dataset_json and not (new / "splits_final.json").exists()
     assert json.loads((source / "dataset.json").read_text()) == SOURCE_JSON
 
 
@@ -97,6 +98,28 @@ def test_labeled_list(raw, tmp_path):
     assert cases_in(new / "labelsTr") == ["toy_001", "toy_005"]
     assert cases_in(new / "labelsTrReference") == ["toy_000", "toy_002", "toy_003", "toy_004"]
     assert json.loads((new / "dataset.json").read_text())["semisupervised_split"]["seed"] is None
+
+
+def test_recorded_subset_and_patients_carry_over(raw, monkeypatch):
+    """The labeled ids recorded in dataset.json reproduce the subset whatever NumPy draws; a source that groups
+    its cases by patient gives a destination with its labeled cases' patients and a grouped split."""
+    from nnunet_ext.splits import leaking_patients
+    source = raw / "Dataset010_Toy"
+    patients = {"a": CASES[:2], "b": CASES[2:4], "c": CASES[4:]}
+    (source / "dataset.json").write_text(json.dumps({**SOURCE_JSON, "patients": patients}))
+    main(["make_semisupervised", "-d", "10", "-o", "140", "--num-labeled", "4", "--seed", "1", "-np", "0"])
+    first = raw / "Dataset140_ToySemi4"
+    dataset_json = json.loads((first / "dataset.json").read_text())
+    labeled = expected_subset(4, 1)
+    assert dataset_json["semisupervised_split"]["labeled"] == labeled
+    kept = {p: [c for c in cases if c in labeled] for p, cases in patients.items()}
+    assert dataset_json["patients"] == {p: cases for p, cases in kept.items() if cases}
+    splits = json.loads((first / "splits_final.json").read_text())
+    assert leaking_patients(splits, dataset_json["patients"]) == []
+    default_rng = np.random.default_rng
+    monkeypatch.setattr(np.random, "default_rng", lambda seed: default_rng(seed + 1))
+    main(["make_semisupervised", "-d", "10", "-o", "141", "--labeled-list", str(first / "dataset.json"), "-np", "0"])
+    assert cases_in(raw / "Dataset141_ToySemi4" / "labelsTr") == labeled
 
 
 def test_png_dataset_is_copied_byte_for_byte(tmp_path, monkeypatch):

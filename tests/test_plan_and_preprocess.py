@@ -326,3 +326,38 @@ def test_find_unlabeled_cases_names_unreadable_file(tmp_path):
     (unlabeled / "h_0000.nii.gz").write_bytes(b"not an image")
     with pytest.raises(ValueError, match=r"Cannot read the image .*h_0000\.nii\.gz"):
         pp.find_unlabeled_cases(str(tmp_path), {"channel_names": {"0": "CT"}, "file_ending": ".nii.gz"})
+
+
+def test_patient_grouped_split_is_placed_where_nnunet_reads_it(nnunet_dirs):
+    """A raw dataset's splits_final.json (written by converters whose cases share patients) reaches nnU-Net's
+    do_split; run again over a split of the user's with other folds, the command stops before any work and
+    the user's split stays."""
+    import torch
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunet_ext.splits import SPLITS_FILE, grouped_splits, leaking_patients
+
+    name = "Dataset803_SynthSlices"
+    folder = _make_raw_dataset(nnunet_dirs["nnUNet_raw"], name)
+    patients = {"pa": LABELED[:2], "pb": LABELED[2:3], "pc": LABELED[3:]}
+    dataset_json = {**json.loads((folder / "dataset.json").read_text()), "patients": patients}
+    (folder / "dataset.json").write_text(json.dumps(dataset_json))
+    grouped = grouped_splits(patients)
+    (folder / SPLITS_FILE).write_text(json.dumps(grouped))
+    arguments = ["plan_and_preprocess", "-d", "803", "-c", "3d_fullres", "-np", "1", "-npfp", "1", "--no_pbar"]
+    cli.main(arguments)
+    preprocessed = nnunet_dirs["nnUNet_preprocessed"] / name
+    assert json.loads((preprocessed / SPLITS_FILE).read_text()) == grouped
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    for fold in range(3):
+        trainer = nnUNetTrainer(dict(plans, continue_training=False), "3d_fullres", fold, dataset_json,
+                                device=torch.device("cpu"))
+        train, val = trainer.do_split()
+        assert (sorted(train), sorted(val)) == (grouped[fold]["train"], grouped[fold]["val"])
+        assert leaking_patients([{"train": train, "val": val}], patients) == []
+    mine = [{"train": LABELED[1:], "val": LABELED[:1]}]
+    (preprocessed / SPLITS_FILE).write_text(json.dumps(mine))
+    fingerprint = (preprocessed / "dataset_fingerprint.json").stat().st_mtime_ns
+    with pytest.raises(ValueError, match="holds other folds than the raw dataset's patient-grouped"):
+        cli.main(arguments)
+    assert json.loads((preprocessed / SPLITS_FILE).read_text()) == mine
+    assert (preprocessed / "dataset_fingerprint.json").stat().st_mtime_ns == fingerprint

@@ -12,7 +12,12 @@ Other ``.nrrd`` names are ignored and listed in the report.
 
 Split: the challenge's cohorts. ``-01`` cases (Prostate3T-01, ProstateDx-01: the 60 training cases) are
 training cases; ``-02`` (leaderboard) and ``-03`` (test) cases are test cases (imagesTs, with labelsTs where a
-label exists).
+label exists). ``--test-cohorts 03`` sends only the test cohort to imagesTs and makes the leaderboard cases
+training cases (``--test-cohorts 02`` the other way round); dataset.json records the choice (``test_cohorts``).
+Gaze slices (``<case>_<k>``) are several cases of one patient: dataset.json lists them per patient
+(``patients``) and the dataset's ``splits_final.json`` holds nnU-Net's five folds drawn over patients, so that
+no patient is in the training and the validation part of a fold (:mod:`nnunet_ext.splits`; ``nnunet_ext
+plan_and_preprocess`` puts it where nnU-Net reads it).
 
 Slice order and pairing: the slices of a series are sorted by ImagePositionPatient projected on the slice normal
 (row x column direction of ImageOrientationPatient), ascending, never by file name; instance numbers are only
@@ -78,7 +83,8 @@ CASE_PATTERN = re.compile(r"Prostate(?:3T|Dx)-(\d{2})-\d{4}")
 
 LABEL_FILE_PATTERN = re.compile(r"(Prostate(?:3T|Dx)-\d{2}-\d{4})(_truth|_correctedLabels)?\.nrrd")
 GAZE_KEY_PATTERN = re.compile(r"(Prostate(?:3T|Dx)-\d{2}-\d{4})_(\d+)")
-TRAINING_COHORT = "01"
+TEST_COHORTS = ("02", "03")
+"""Cohorts that may go to imagesTs: ``02`` (leaderboard) and ``03`` (test); ``01`` is always training."""
 CHANNEL_NAMES = {"0": "T2"}
 MERGED_LABELS = {"background": 0, "prostate": 1}
 ZONE_LABELS = {"background": 0, "central_gland": 1, "peripheral_zone": 2}
@@ -558,12 +564,13 @@ def _check_gaze_slices(case: str, slices: Dict[int, _GazeSlice], series: Series,
 
 
 def _plan(series: Dict[str, Series], labels: Dict[str, str], gaze_slices: Optional[Dict[str, Dict[int, _GazeSlice]]],
-          ignore_label_geometry: bool, csv_path: Optional[str]) -> Tuple[List[Tuple[str, dict]], dict]:
+          ignore_label_geometry: bool, csv_path: Optional[str],
+          test_cohorts: Sequence[str] = TEST_COHORTS) -> Tuple[List[Tuple[str, dict]], dict]:
     """Decide per case: convert (with which label pairing) or skip (why). Returns ([(case, task fields)], report)."""
     report = {"cases": {}, "skipped": {}, "warnings": {}, "test_cases_without_label": []}
     plans = []
     for case in sorted(set(series) | set(labels)):
-        training = cohort(case) == TRAINING_COHORT
+        training = cohort(case) not in test_cohorts
         s, label_path = series.get(case), labels.get(case)
         entry = {"role": "training" if training else "test", "series": s.folder if s else None,
                  "slices": s.size[2] if s else None, "instance_numbers": s.instance_order if s else None,
@@ -642,13 +649,17 @@ def format_report(report: dict) -> str:
 def convert_nci_isbi(input_folder: str, dataset_id: int, labels_folder: Optional[str] = None,
                      keep_zones: bool = False, gaze_csv: Optional[str] = None, levels: Optional[int] = None,
                      thresholds: Optional[Sequence[float]] = None, sigma: Optional[float] = None,
-                     ignore_label_geometry: bool = False, name: Optional[str] = None, num_processes: int = 2,
-                     overwrite: bool = False, raw_root: Optional[str] = None) -> str:
+                     ignore_label_geometry: bool = False, test_cohorts: Sequence[str] = TEST_COHORTS,
+                     name: Optional[str] = None, num_processes: int = 2, overwrite: bool = False,
+                     raw_root: Optional[str] = None) -> str:
     """Convert an NCI-ISBI 2013 download; return the dataset folder (see the module docstring).
 
     ``ValueError`` (naming the file or case) for unreadable or inconsistent input, a gaze CSV whose image sizes or
     slice numbers disagree with the series, and when no training case is left; nothing is written then.
     """
+    test_cohorts = sorted(set(test_cohorts))
+    if not set(test_cohorts) <= set(TEST_COHORTS):
+        raise ValueError(f"--test-cohorts takes {' and '.join(TEST_COHORTS)} (leaderboard, test), got {test_cohorts}")
     if keep_zones and gaze_csv is not None:
         raise ValueError("--keep-zones applies to the 3-D volumes only; gaze pseudo-masks and their reference "
                          "masks are prostate / background")
@@ -664,7 +675,7 @@ def convert_nci_isbi(input_folder: str, dataset_id: int, labels_folder: Optional
         gaze.require_densecrf()
     series = scan_series(input_folder)
     labels, unused_labels = find_labels(labels_folder)
-    plans, report = _plan(series, labels, gaze_slices, ignore_label_geometry, gaze_csv)
+    plans, report = _plan(series, labels, gaze_slices, ignore_label_geometry, gaze_csv, test_cohorts)
     report.update(input=input_folder, labels_folder=labels_folder, unused_label_files=unused_labels)
     tasks = [_Task(keep_zones=keep_zones, slices_2d=gaze_csv is not None, sigma=sigma or 0.0,
                    thresholds=tuple(ordered), **fields) for _, fields in plans]
@@ -682,7 +693,8 @@ def convert_nci_isbi(input_folder: str, dataset_id: int, labels_folder: Optional
                          " (one line per case above)")
 
     extra = {"name": "NCI-ISBI 2013 prostate", "reference": REFERENCE, "nci_isbi_conversion": report,
-             "split": "challenge cohorts: -01 cases training, -02 (leaderboard) and -03 (test) cases imagesTs",
+             "split": "challenge cohorts: the cases of test_cohorts in imagesTs, the others training cases",
+             "test_cohorts": test_cohorts,
              "slice_order": "slices sorted by ImagePositionPatient along the slice normal, ascending; "
                             "geometry from the DICOM headers"}
     if gaze_csv is None:
@@ -714,13 +726,14 @@ def convert_nci_isbi(input_folder: str, dataset_id: int, labels_folder: Optional
             for out in outputs:
                 image = _itk(out.image, out)
                 label = None if out.label is None else _itk(out.label, out)
+                patient = task.series.case_id if task.slices_2d else None
                 if not task.training:
                     writer.add_test_case(out.case_id, [image], label, source=out.source)
                 elif out.reference is None:
-                    writer.add_training_case(out.case_id, [image], label, source=out.source)
+                    writer.add_training_case(out.case_id, [image], label, source=out.source, patient=patient)
                 else:
                     writer.add_training_case(out.case_id, [image], label, source=out.source,
-                                             reference_label=_itk(out.reference, out))
+                                             reference_label=_itk(out.reference, out), patient=patient)
                     level_dice.append([gaze.overlap(gaze.decode_levels(out.label, k), out.reference)["Dice"]
                                        for k in range(1, len(ordered) + 1)])
                     if not out.reference.any():
@@ -757,6 +770,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ignore-label-geometry", action="store_true",
                         help="pair labels of the right size by voxel index where their origin / direction disagree "
                              "with the DICOM series (default: skip such cases)")
+    parser.add_argument("--test-cohorts", nargs="+", choices=TEST_COHORTS, default=list(TEST_COHORTS),
+                        help="cohorts written to imagesTs: 02 (leaderboard), 03 (test); the other one becomes "
+                             "training cases (default: 02 03)")
     parser.add_argument("--name", help="dataset name (default: NCIISBI, or NCIISBIGaze with --gaze-csv)")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="worker processes (default: 2)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
@@ -768,5 +784,5 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError("--levels, --thresholds and --sigma need --gaze-csv")
     convert_nci_isbi(args.input, args.dataset_id, labels_folder=args.labels, keep_zones=args.keep_zones,
                      gaze_csv=args.gaze_csv, levels=args.levels, thresholds=args.thresholds, sigma=args.sigma,
-                     ignore_label_geometry=args.ignore_label_geometry, name=args.name,
+                     ignore_label_geometry=args.ignore_label_geometry, test_cohorts=args.test_cohorts, name=args.name,
                      num_processes=args.num_processes, overwrite=args.overwrite)

@@ -19,12 +19,13 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from nnunet_ext.paths import REFERENCE_LABELS_DIR, UNLABELED_IMAGES_DIR
+from nnunet_ext.splits import PATIENTS_KEY, SPLITS_FILE, grouped_splits, write_splits
 
 GEOMETRY_TOLERANCE = 1e-4
 """Tolerance for spacing, origin and direction: ``|a - b| <= tol * max(1, |a|, |b|)``, i.e. relative, with an
 absolute floor so that values near 0 (origins, direction cosines) are not held to a vanishing tolerance."""
 
-RESERVED_JSON_KEYS = ("channel_names", "labels", "numTraining", "file_ending", "numUnlabeled")
+RESERVED_JSON_KEYS = ("channel_names", "labels", "numTraining", "file_ending", "numUnlabeled", PATIENTS_KEY)
 """dataset.json keys the writer computes itself; ``extra_json`` must not set them."""
 
 TRAINING, UNLABELED, TEST = "training", "unlabeled", "test"
@@ -141,6 +142,11 @@ class RawDatasetWriter:
     it a total). ``num_processes=0`` writes in the calling process. A converter whose reading is itself
     slow can read in its own pool and call ``add_*`` from the parent with the results.
 
+    Several cases per patient: a training case added with ``patient=`` belongs to that patient (cases added
+    without one are their own patient). When patients were given, dataset.json records them (``patients``) and
+    ``splits_final.json`` holds nnU-Net's five folds drawn over patients (:mod:`nnunet_ext.splits`; with a
+    single patient no split can be drawn and none is written).
+
     Atomicity: ``__enter__`` creates a hidden temporary folder inside ``raw_root``; ``__exit__`` without an
     exception waits for the workers, checks the files, writes dataset.json and renames the folder to
     ``raw_root/Dataset{id:03d}_{name}``; with an exception (including a failed check) it deletes the
@@ -190,6 +196,7 @@ class RawDatasetWriter:
         self.num_processes = int(num_processes)
         self.expected_cases = expected_cases
         self._case_kinds: Dict[str, str] = {}
+        self._patients: Dict[str, str] = {}
         self._expected_files: List[str] = []
         self._dimension: Optional[int] = None
         self._temp_folder: Optional[str] = None
@@ -218,6 +225,16 @@ class RawDatasetWriter:
     @property
     def num_test(self) -> int:
         return self._count(TEST)
+
+    def training_cases_per_patient(self) -> Dict[str, List[str]]:
+        """``{patient: [training case ids]}`` when any training case was added with a patient, else ``{}``."""
+        if not self._patients:
+            return {}
+        groups: Dict[str, List[str]] = {}
+        for case_id, kind in sorted(self._case_kinds.items()):
+            if kind == TRAINING:
+                groups.setdefault(self._patients.get(case_id, case_id), []).append(case_id)
+        return groups
 
     def _count(self, kind: str) -> int:
         return sum(k == kind for k in self._case_kinds.values())
@@ -254,6 +271,11 @@ class RawDatasetWriter:
         dataset_json = {"channel_names": self.channel_names, "labels": self.labels,
                         "numTraining": self.num_training, "file_ending": self.file_ending,
                         "numUnlabeled": self.num_unlabeled, **self.extra_json}
+        patients = self.training_cases_per_patient()
+        if patients:
+            dataset_json[PATIENTS_KEY] = patients
+            if len(patients) > 1:
+                write_splits(grouped_splits(patients), os.path.join(self._temp_folder, SPLITS_FILE))
         with open(os.path.join(self._temp_folder, "dataset.json"), "w") as f:
             json.dump(dataset_json, f, indent=4, default=_json_default)
         self._check_destination()
@@ -311,12 +333,14 @@ class RawDatasetWriter:
     # ------------------------------------------------------------------ adding cases
 
     def add_training_case(self, case_id: str, images: List[sitk.Image], label: sitk.Image, source: str = "",
-                          reference_label: Optional[sitk.Image] = None) -> None:
+                          reference_label: Optional[sitk.Image] = None, patient: Optional[str] = None) -> None:
         """A labeled training case: ``imagesTr`` + ``labelsTr``. For weakly labeled data (``label`` a pseudo-label)
-        the true label, if known, goes to ``labelsTrReference`` (reporting only, DESIGN.md §3)."""
+        the true label, if known, goes to ``labelsTrReference`` (reporting only, DESIGN.md §3). ``patient``: the
+        patient the case belongs to, where one patient gives several cases (see the class docstring)."""
         if label is None:
             raise ValueError(self._message(case_id, source, "a training case needs a label"))
         self._add(TRAINING, case_id, images, label, source, reference_label)
+        self._set_patient(case_id, patient)
 
     def add_unlabeled_case(self, case_id: str, images: List[sitk.Image], reference_label: Optional[sitk.Image] = None,
                            source: str = "") -> None:
@@ -329,11 +353,16 @@ class RawDatasetWriter:
         self._add(TEST, case_id, images, label, source)
 
     def add_training_case_from_files(self, case_id: str, image_files: List[str], label_file: str,
-                                     source: str = "") -> None:
+                                     source: str = "", patient: Optional[str] = None) -> None:
         """Like :meth:`add_training_case`, for existing files that are validated and then copied byte for byte."""
         if label_file is None:
             raise ValueError(self._message(case_id, source, "a training case needs a label"))
         self._add(TRAINING, case_id, list(image_files), label_file, source)
+        self._set_patient(case_id, patient)
+
+    def _set_patient(self, case_id: str, patient: Optional[str]) -> None:
+        if patient is not None:
+            self._patients[case_id] = str(patient)
 
     def add_unlabeled_case_from_files(self, case_id: str, image_files: List[str],
                                       reference_label_file: Optional[str] = None, source: str = "") -> None:

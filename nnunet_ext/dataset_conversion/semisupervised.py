@@ -10,7 +10,10 @@ and 2-D PNGs stay exactly as they were.
 The labeled subset is ``num_labeled`` cases drawn with ``numpy.random.default_rng(seed)`` from the sorted
 case ids (reproducible for a given seed), or the ids of a list file. dataset.json keeps every key of the
 source, with ``numTraining`` = the labeled count, ``numUnlabeled`` added and the split recorded under
-``semisupervised_split``.
+``semisupervised_split``, the labeled ids included (``labeled``), so that ``--labeled-list`` given that
+dataset.json reproduces the subset whatever NumPy draws. Where the source groups its cases by patient
+(dataset.json ``patients``, :mod:`nnunet_ext.splits`), the labeled cases keep their patients and the new dataset
+gets its own patient-grouped ``splits_final.json``.
 """
 import argparse
 import json
@@ -22,6 +25,7 @@ import numpy as np
 
 from nnunet_ext.dataset_conversion.raw_dataset_writer import RESERVED_JSON_KEYS, RawDatasetWriter
 from nnunet_ext.paths import REFERENCE_LABELS_DIR, UNLABELED_IMAGES_DIR
+from nnunet_ext.splits import PATIENTS_KEY
 
 DATASET_FOLDER = re.compile(r"Dataset(\d{3})_(.+)")
 
@@ -83,9 +87,19 @@ def _label_file(folder: str, case_id: str, file_ending: str) -> Optional[str]:
 
 
 def read_case_list(path: str) -> List[str]:
-    """Case ids of a list file: one per line, blank lines and ``#`` comments ignored, no duplicates."""
-    with open(path) as f:
-        ids = [line.split("#", 1)[0].strip() for line in f]
+    """Case ids of a list file: one per line, blank lines and ``#`` comments ignored, no duplicates; or, for a
+    ``.json`` file, the ``semisupervised_split.labeled`` ids of a dataset.json this command wrote."""
+    if path.lower().endswith(".json"):
+        with open(path) as f:
+            try:
+                ids = json.load(f)["semisupervised_split"]["labeled"]
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}: not a dataset.json written by make_semisupervised (no "
+                                 f"semisupervised_split.labeled list: {type(e).__name__}: {e})") from None
+        ids = [str(i) for i in ids]
+    else:
+        with open(path) as f:
+            ids = [line.split("#", 1)[0].strip() for line in f]
     ids = [i for i in ids if i]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})
     if duplicates:
@@ -144,7 +158,9 @@ def make_semisupervised(source: str, destination: str, num_labeled: Optional[int
     extra = {k: v for k, v in dataset_json.items() if k not in RESERVED_JSON_KEYS}
     extra["semisupervised_split"] = {"source": os.path.basename(source_folder), "num_labeled": len(labeled),
                                      "seed": None if labeled_list else seed,
-                                     "labeled_list": os.path.abspath(labeled_list) if labeled_list else None}
+                                     "labeled_list": os.path.abspath(labeled_list) if labeled_list else None,
+                                     "labeled": labeled}
+    patient_of = {case: patient for patient, cases in dataset_json.get(PATIENTS_KEY, {}).items() for case in cases}
     old_unlabeled = list_cases(os.path.join(source_folder, UNLABELED_IMAGES_DIR), ending)
     test = list_cases(os.path.join(source_folder, "imagesTs"), ending)
     writer = RawDatasetWriter(dataset_id, name, dataset_json["channel_names"], dataset_json["labels"],
@@ -157,7 +173,8 @@ def make_semisupervised(source: str, destination: str, num_labeled: Optional[int
         for case_id, files in training.items():
             label = _label_file(labels_tr, case_id, ending)
             if case_id in labeled_set:
-                writer.add_training_case_from_files(case_id, files, label, source=files[0])
+                writer.add_training_case_from_files(case_id, files, label, source=files[0],
+                                                    patient=patient_of.get(case_id))
             else:
                 writer.add_unlabeled_case_from_files(case_id, files, label, source=files[0])
         for case_id, files in old_unlabeled.items():
@@ -183,7 +200,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="number of labeled training cases (required unless --labeled-list is given)")
     subset = parser.add_mutually_exclusive_group()
     subset.add_argument("--seed", type=int, default=0, help="seed of the random labeled subset (default: 0)")
-    subset.add_argument("--labeled-list", help="file naming the labeled case ids, one per line")
+    subset.add_argument("--labeled-list", help="file naming the labeled case ids, one per line, or the "
+                                               "dataset.json of an earlier make_semisupervised (its labeled ids)")
     parser.add_argument("-np", "--num-processes", type=int, default=2, help="writer processes (default: 2)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing destination folder")
 

@@ -11,6 +11,9 @@ public API with class objects (``extract_fingerprint_dataset``, ``plan_experimen
   ``<nnUNet_preprocessed>/<Dataset>/<data_identifier>_unlabeled``
   (:func:`nnunet_ext.paths.unlabeled_preprocessed_folder`), beside nnU-Net's own folder so that nnU-Net's splits
   never see these cases. ``labelsTrReference/`` is never read.
+- A raw dataset's patient-grouped ``splits_final.json`` (written by converters whose cases share patients,
+  :mod:`nnunet_ext.splits`) reaches ``<nnUNet_preprocessed>/<Dataset>/`` through nnU-Net's planner; a split
+  already there with other folds is refused before any work, with a message instead of nnU-Net's bare assertion.
 """
 import argparse
 import contextlib
@@ -45,6 +48,7 @@ from nnunetv2.utilities.label_handling.label_handling import get_labelmanager_cl
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
 from nnunet_ext.paths import UNLABELED_IMAGES_DIR, dataset_name, unlabeled_preprocessed_folder
+from nnunet_ext.splits import check_existing_split
 
 DEFAULT_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
 DEFAULT_NUM_PROCESSES = {"2d": 8, "3d_fullres": 4, "3d_lowres": 8}
@@ -480,6 +484,7 @@ def run(args: argparse.Namespace) -> None:
     for name in dataset_names.values():
         raw_folder = join(nnUNet_raw, name)
         find_unlabeled_cases(raw_folder, load_json(join(raw_folder, "dataset.json")))
+        check_existing_split(raw_folder, join(nnUNet_preprocessed, name))
 
     print("Fingerprint extraction...")
     for d in args.d:
