@@ -79,6 +79,7 @@ def test_layout_split_and_dataset_json_without_gaze(release, converted):
     assert dataset_json["labels"] == {"background": 0, "polyp": 1}
     assert (dataset_json["numTraining"], dataset_json["file_ending"]) == (8, ".png")
     assert dataset_json["kvasir_split"]["seed"] == 0 and "regions_class_order" not in dataset_json
+    assert (dataset_json["kvasir_split"]["train"], dataset_json["kvasir_split"]["test"]) == (train, test)
     assert "gaze" not in dataset_json
     assert "8 training cases" in converted["printed"][0]
 
@@ -173,6 +174,20 @@ def test_split_file(release, tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="--split-file replaces"):
         convert(tmp_path / "raw", monkeypatch, "-i", str(release["folder"]), "-d", "815", "--split-file", str(split),
                 "--seed", "1")
+
+
+def test_recorded_split_survives_a_change_of_numpys_generator(release, converted, tmp_path, monkeypatch):
+    """--split-file given an earlier dataset.json reproduces its split where a re-drawn one would differ."""
+    recorded = json.loads((converted["plain"] / "dataset.json").read_text())["kvasir_split"]
+    default_rng = np.random.default_rng
+    monkeypatch.setattr(np.random, "default_rng", lambda seed: default_rng(seed + 1))
+    convert(tmp_path, monkeypatch, "-i", str(release["folder"]), "-d", "816", "-np", "0")
+    convert(tmp_path, monkeypatch, "-i", str(release["folder"]), "-d", "817", "--split-file",
+            str(converted["plain"] / "dataset.json"), "-np", "0")
+    redrawn = json.loads((tmp_path / "Dataset816_Kvasir" / "dataset.json").read_text())["kvasir_split"]
+    assert redrawn["test"] != recorded["test"]
+    assert names(tmp_path / "Dataset817_Kvasir" / "imagesTs") == [f"{i}_0000.png" for i in recorded["test"]]
+    assert names(tmp_path / "Dataset817_Kvasir" / "labelsTr") == [f"{i}.png" for i in recorded["train"]]
 
 
 def broken_release(release, tmp_path: Path) -> Path:

@@ -4,7 +4,9 @@ Input: the official release folder ``KVASIR_DIR`` with ``images/<id>.jpg`` and `
 colonoscopy images; masks are lossy JPEGs of 0/255). Kvasir-SEG has no official split, so the converter
 draws one: ``round(test_fraction · N)`` test ids from ``numpy.random.default_rng(seed)`` over the sorted ids
 (the same seed and the same images always give the same split, with or without gaze), or takes it from a
-JSON file ``{"train": [ids], "test": [ids]}`` (``--split-file``; ids are file names without extension).
+JSON file ``{"train": [ids], "test": [ids]}`` (``--split-file``; ids are file names without extension). The
+split is recorded as id lists in dataset.json (``kvasir_split``: ``train``, ``test``), and ``--split-file``
+accepts such a dataset.json too, so a split survives a change of NumPy's random generator.
 
 Output ``Dataset{id}_{name}`` (specs/cmc_gazesup_ltuda.md §2.12), case ids = Kvasir ids, ``file_ending``
 ``.png``:
@@ -55,6 +57,8 @@ CHANNEL_NAMES = {"0": "R", "1": "G", "2": "B"}
 MASK_LABELS = {"background": 0, "polyp": 1}
 FILE_ENDING = ".png"
 REFERENCE = "Jha et al., Kvasir-SEG: A Segmented Polyp Dataset, MMM 2020"
+SPLIT_KEY = "kvasir_split"
+"""dataset.json key of the recorded split (``train``, ``test`` id lists and how they were drawn)."""
 
 
 def list_cases(input_folder: str, masks_optional: bool = False) -> Dict[str, Tuple[str, Optional[str]]]:
@@ -101,13 +105,16 @@ def split_ids(ids: Sequence[str], test_fraction: float = 0.2, seed: int = 0) -> 
 
 
 def read_split_file(path: str, ids: Sequence[str]) -> Tuple[List[str], List[str]]:
-    """(train, test) ids of a JSON split file ``{"train": [...], "test": [...]}``; ids may carry an extension.
+    """(train, test) ids of a JSON split file ``{"train": [...], "test": [...]}`` or of the dataset.json of an
+    earlier conversion (its ``kvasir_split``); ids may carry an extension.
 
     Every listed id must be an image of the release and in one list only; images listed nowhere are left out.
     """
     try:
         with open(path) as f:
             split = json.load(f)
+        if isinstance(split, dict) and SPLIT_KEY in split:
+            split = split[SPLIT_KEY]
         train, test = ([gaze.image_key(str(i)) for i in split[key]] for key in ("train", "test"))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a split file {{\"train\": [ids], \"test\": [ids]}} ({type(e).__name__}: {e})") \
@@ -190,10 +197,10 @@ def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.
         split_info = {"test_fraction": test_fraction, "seed": seed,
                       "rule": "round(test_fraction * N) ids drawn by numpy.random.default_rng(seed)"
                               ".permutation over the sorted ids"}
-    split_info.update(num_train=len(train), num_test=len(test))
+    split_info.update(num_train=len(train), num_test=len(test), train=train, test=test)
     if gaze_csv is not None:
         require_masks(input_folder, cases, test, "test image(s)")
-    extra = {"name": "Kvasir-SEG", "reference": REFERENCE, "kvasir_split": split_info}
+    extra = {"name": "Kvasir-SEG", "reference": REFERENCE, SPLIT_KEY: split_info}
     if size is not None:
         extra["resized_to"] = list(size)
     tasks = []
@@ -254,7 +261,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-fraction", type=float,
                         help="share of the images drawn for the test set (default: 0.2)")
     parser.add_argument("--seed", type=int, help="seed of the split (default: 0)")
-    parser.add_argument("--split-file", help='JSON {"train": [ids], "test": [ids]} instead of a drawn split')
+    parser.add_argument("--split-file", help='JSON {"train": [ids], "test": [ids]}, or the dataset.json of an '
+                                             'earlier conversion, instead of a drawn split')
     parser.add_argument("--gaze-csv", help="GazeMedSeg kvasir_fixation.csv: train on gaze pseudo-masks")
     gaze.add_gaze_setting_arguments(parser)
     parser.add_argument("--resize", type=int, nargs=2, metavar=("H", "W"),

@@ -32,16 +32,23 @@ def grey_to_rgb(array: np.ndarray) -> np.ndarray:
     return np.repeat(scaled.astype(np.uint8)[..., None], 3, axis=2)
 
 
+LOSSY_FORMATS = ("JPEG", "MPO", "WEBP", "JPEG2000")
+"""Pillow formats whose pixel values carry compression noise."""
+
+
 def read_mask(path: str) -> np.ndarray:
     """A true mask as a boolean array: grey values ≥ 128 (0/255 masks, also lossy JPEG ones, §2.1, §2.12).
 
-    A mask holding only the values 0 and 1 is taken as it is (value 1 = foreground).
+    A mask in a lossless format (PNG, BMP, TIFF, …) holding only the values 0 and 1 is taken as it is (value 1 =
+    foreground). A lossy file is always thresholded at 128: the values 0 and 1 in an all-background JPEG are
+    compression noise, not foreground.
     """
     try:
         with Image.open(path) as image:
+            lossy = image.format in LOSSY_FORMATS
             grey = np.asarray(image.convert("L"))
     except OSError as e:
         raise ValueError(f"{path}: cannot be read as a mask image ({e})") from None
-    if grey.max(initial=0) <= 1:
+    if not lossy and grey.max(initial=0) <= 1:
         return grey == 1
     return grey >= 128
