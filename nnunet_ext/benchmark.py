@@ -239,8 +239,9 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
 
 
 def describe_device(device: torch.device) -> str:
+    """The device and the torch build that ran, for the tables (e.g. ``cpu (2 cores, torch 2.14.1+cu130)``)."""
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return f"{torch.cuda.get_device_name(device)} (torch {torch.__version__}, CUDA {torch.version.cuda})"
     return f"cpu ({os.cpu_count()} cores, torch {torch.__version__})"
 
 

@@ -33,12 +33,21 @@ def shared_data_folder() -> Path:
     return Path(os.environ.get("NNUNET_EXT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
+def require_shared(*relative_paths: str) -> Path:
+    """The shared data folder, once it and every ``relative_paths`` entry in it exist; else the test is skipped
+    with the reason (the folder ships beside the repository, not in it)."""
+    folder = shared_data_folder()
+    missing = [str(folder / p) for p in relative_paths if not (folder / p).exists()] if folder.is_dir() \
+        else [str(folder)]
+    if missing:
+        pytest.skip(f"real-data test skipped: {', '.join(missing)} absent (../shared/data ships beside the "
+                    f"repository, not in it)")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    folder = shared_data_folder()
-    if not folder.is_dir():
-        pytest.skip(f"real-data test skipped: {folder} is absent (it ships beside the repository, not in it)")
-    return folder
+    return require_shared()
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from conftest import require_shared
 from nnunet_ext.cli import main
 from nnunet_ext.dataset_conversion.la2018 import H5_NAME, TRAINING_FOLDER
 
@@ -19,9 +20,9 @@ def read_list(path: Path):
 
 
 @pytest.fixture(scope="module")
-def la_release(shared_data):
-    """The real LA h5 release in the shared data folder (the conftest fixture skips when it is absent)."""
-    return shared_data / "LA_2018_h5"
+def la_release():
+    """The real LA h5 release in the shared data folder (skipped, with the reason, when it is absent)."""
+    return require_shared("LA_2018_h5") / "LA_2018_h5"
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import require_shared
 from nnunet_ext import gaze
 from nnunet_ext.cli import main
 
@@ -132,8 +133,8 @@ def test_crf_matches_exact_mean_field_on_real_crops(kvasir):
         np.testing.assert_allclose(no_pairwise, clipped / (clipped + np.clip(1 - heat_crop, 1e-5, 1)), atol=1e-6)
 
 
-def test_both_nci_isbi_csv_formats_give_the_same_fixations(shared_data):
-    folder = shared_data / "GazeMedSeg"
+def test_both_nci_isbi_csv_formats_give_the_same_fixations():
+    folder = require_shared("GazeMedSeg/nci-isbi_fixation.csv", "GazeMedSeg/nci-isbi_fixation_old.csv") / "GazeMedSeg"
     current, sizes = gaze.read_gaze_csv(str(folder / "nci-isbi_fixation.csv"))
     old, old_sizes = gaze.read_gaze_csv(str(folder / "nci-isbi_fixation_old.csv"))
     assert old_sizes == {} and len(sizes) == len(current) == 789
@@ -350,3 +351,38 @@ def test_missing_pydensecrf_gives_an_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "pydensecrf.densecrf", None)
     with pytest.raises(ImportError, match=r"pydensecrf2.*pip install nnunet_ext\[gaze\]"):
         gaze.crf_refine(np.zeros((4, 4, 3), np.uint8), np.zeros((4, 4)))
+
+
+def test_zero_one_masks_are_read_as_such_only_from_lossless_files(tmp_path):
+    """A PNG of 0/1 is a 0/1 mask; in a JPEG, values 0 and 1 are compression noise of an all-background mask."""
+    values = np.zeros((32, 32), np.uint8)
+    values[8:20, 8:20] = 1
+    Image.fromarray(values).save(tmp_path / "mask.png")
+    np.testing.assert_array_equal(gaze.read_mask(str(tmp_path / "mask.png")), values == 1)
+    Image.fromarray(values).save(tmp_path / "mask.jpg", quality=75)
+    noisy = np.asarray(Image.open(tmp_path / "mask.jpg").convert("L"))
+    assert noisy.max() <= 1 and (noisy == 1).any()
+    assert not gaze.read_mask(str(tmp_path / "mask.jpg")).any()
+    Image.fromarray(values * 255).save(tmp_path / "mask_255.jpg", quality=75)
+    assert (gaze.read_mask(str(tmp_path / "mask_255.jpg")) == (values == 1)).mean() > 0.99
+
+
+CRF_DICE = {"cju0qkwl35piu0993l0dewei2": (0.883770, 0.845481), "cju0qoxqj9q6s0835b43399p4": (0.695461, 0.323992),
+            "cju0qx73cjw570799j4n5cjze": (0.866172, 0.863039), "cju0roawvklrq0799vmjorwfv": (0.678539, 0.721472),
+            "cju0rx1idathl0835detmsp84": (0.737279, 0.844105), "cju0s2a9ekvms080138tjjpxr": (0.865325, 0.905191)}
+"""Dice of the Kvasir preset's pseudo-masks (σ 70 px, dense CRF, levels CRF ≥ 0.3 and ≥ 0.5) against the true
+masks of the first six Kvasir-SEG images (sorted ids), recorded when this test was written."""
+
+
+def test_crf_pseudo_mask_quality_on_real_kvasir_images_is_unchanged():
+    """A change of the heatmap, the CRF or the thresholds that changes pseudo-mask quality fails here."""
+    shared = require_shared("GazeMedSeg/kvasir_fixation.csv", "Kvasir-SEG/images", "Kvasir-SEG/masks")
+    fixations, sizes = gaze.read_gaze_csv(str(shared / "GazeMedSeg" / "kvasir_fixation.csv"))
+    sigma, thresholds = gaze.resolve_settings("kvasir", None, None, None)
+    assert (sigma, thresholds) == (70.0, (0.3, 0.5))
+    for key, expected in CRF_DICE.items():
+        image = gaze.read_rgb(str(shared / "Kvasir-SEG" / "images" / f"{key}.jpg"))
+        truth = gaze.read_mask(str(shared / "Kvasir-SEG" / "masks" / f"{key}.jpg"))
+        levels = gaze.pseudo_label(image, fixations[key], sigma, thresholds, expected_size=sizes[key], name=key).levels
+        dice = [gaze.overlap(gaze.decode_levels(levels, k), truth)["Dice"] for k in (1, 2)]
+        assert dice == pytest.approx(expected, abs=2e-3), key

@@ -205,17 +205,30 @@ def test_consistency_is_nonzero_logged_and_reaches_every_level(cls, gaze_dataset
     assert float(outputs["loss"]) == pytest.approx(float(outputs["loss_bce"]) + 3 * 2 * captured["value"], rel=1e-4)
 
 
-def test_prop_and_pure_consistency_differ_on_the_same_output(gaze_dataset, nnunet_folders):
+def test_prop_consistency_is_the_agreement_of_brute_force_propagated_logits(gaze_dataset, nnunet_folders):
+    """prop: C = level_agreement(z̃, z) with z̃_k = W_k f̃_k + b_k, f̃_k level k's own features propagated by
+    the brute-force loop above, W_k and b_k its own segmentation layer; pure: level_agreement(z, z)."""
     trainer = make_trainer(nnUNetTrainerGazeSup, nnunet_folders)
-    batch = next(trainer.dataloader_train)
+    network = trainer.trained_network
+    data = next(trainer.dataloader_train)["data"][:2]
     with torch.no_grad():
-        output = trainer.network(batch["data"])
-        features = trainer.trained_network.last_features()
-        trainer.trained_network._taps[0].features, trainer.trained_network._taps[1].features = features
+        output = trainer.network(data)
+        features = network.last_features()
+        for tap, level_features in zip(network._taps, features):
+            tap.features = level_features
         propagated = trainer.consistency(output)
         trainer.consistency_mode = "pure"
         pure = trainer.consistency(output)
+    logits = output[0]
+    brute_force = []
+    for k, level_features in enumerate(features):
+        layer = network.final_segmentation_layer(k)
+        spread = torch.tensor(brute_force_propagation(level_features.double().numpy(), 5, 2))
+        brute_force.append(F.conv2d(spread, layer.weight.detach().double(), layer.bias.detach().double()))
+    expected = level_agreement(torch.cat(brute_force, 1).float(), logits)
     assert propagated.shape == pure.shape == (2,)
+    torch.testing.assert_close(propagated, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(pure, level_agreement(logits, logits))
     assert not torch.allclose(propagated, pure)
 
 
@@ -258,6 +271,8 @@ def test_paper_variant_trains_with_the_papers_optimiser_and_flips(gaze_dataset, 
     from nnunet_ext.trainers import nnUNetTrainerGazeSup_paper
     trainer = make_trainer(nnUNetTrainerGazeSup_paper, nnunet_folders)
     assert trainer.num_epochs * trainer.num_iterations_per_epoch == 15000
+    assert trainer.inference_allowed_mirroring_axes is None, "the paper predicts without mirroring"
+    assert make_trainer(nnUNetTrainerGazeSup_flipsOnly, nnunet_folders).inference_allowed_mirroring_axes == (0, 1)
     group = trainer.optimizer.param_groups[0]
     assert (group["momentum"], group["nesterov"], group["weight_decay"]) == (0.99, True, 4e-4)
     assert sum(len(g["params"]) for g in trainer.optimizer.param_groups) == len(list(trainer.network.parameters()))
@@ -308,6 +323,52 @@ def assert_validation_is_scored_against_gaze_level_1(model: Path, raw: Path) -> 
             for c in rescored["metric_per_case"]} == pytest.approx(expected)
 
 
+def assert_export_is_the_mean_level_logit_rule(model: Path, image: Path, run_command, tmp_path: Path) -> None:
+    """The mask stock nnUNetv2_predict exports is σ(mean level logit) > 0.5 of the checkpoint's level networks.
+
+    The checkpoint is first shifted so that no other rule can pass: both levels' final biases move by the same
+    amount, which puts the mean logit's zero crossing inside the image, and then by +8 and −8, which leaves the
+    mean unchanged but makes level 1 alone say "all foreground" and level 2 alone "all background". Pixels whose
+    mean logit lies within 1e-3 of 0 are left out (the predictor sums the mirrored outputs in another order)."""
+    from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from PIL import Image
+    plans_manager = PlansManager(str(model / "plans.json"))
+    configuration = plans_manager.get_configuration("2d")
+    dataset_json = json.loads((model / "dataset.json").read_text())
+    data, _, properties = DefaultPreprocessor(verbose=False).run_case([str(image)], None, plans_manager,
+                                                                      configuration, dataset_json)
+    x = torch.from_numpy(data[:, 0][None]).float()
+    assert [list(b) for b in properties["bbox_used_for_cropping"]] == [[0, 1]] + [[0, s] for s in x.shape[2:]]
+    assert tuple(configuration.patch_size) == tuple(x.shape[2:]), "one tile, no padding"
+    network = nnUNetTrainerGazeSup.build_network_architecture(plans_manager, configuration, x.shape[1], 1, False)
+    checkpoint = torch.load(model / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    network.load_state_dict(checkpoint["network_weights"])
+    network.eval()
+
+    def mean_level_logit() -> torch.Tensor:
+        """nnU-Net's mirroring (every flip combination of the two axes, averaged) of the mean level logit."""
+        with torch.no_grad():
+            flips = [(), (2,), (3,), (2, 3)]
+            per_flip = [torch.stack([level(x.flip(f) if f else x) for level in network.levels]).mean(0) for f in flips]
+            return torch.stack([p.flip(f) if f else p for p, f in zip(per_flip, flips)]).mean(0)[0, 0]
+
+    shift = -float(mean_level_logit().median())
+    with torch.no_grad():
+        for k, spread in enumerate((8.0, -8.0)):
+            network.final_segmentation_layer(k).bias.add_(shift + spread)
+    logit = mean_level_logit().numpy()
+    expected, decided = logit > 0, np.abs(logit) > 1e-3
+    assert 0.1 < expected.mean() < 0.9 and decided.mean() > 0.99
+    checkpoint["network_weights"] = network.state_dict()
+    torch.save(checkpoint, model / "fold_0" / "checkpoint_shifted.pth")
+    run_command("nnUNetv2_predict", "-i", str(image.parent), "-o", str(tmp_path / "shifted"), "-d", str(DATASET_ID),
+                "-c", "2d", "-f", "0", "-tr", model.name.split("__")[0], "-chk", "checkpoint_shifted.pth",
+                "-device", "cpu", "-npp", "0", "-nps", "0")
+    exported = np.asarray(Image.open(tmp_path / "shifted" / image.name.replace("_0000.png", ".png")))
+    np.testing.assert_array_equal(exported[decided], expected[decided].astype(exported.dtype))
+
+
 def test_train_predict_evaluate_and_resume(gaze_dataset, nnunet_folders, run_command, tmp_path):
     from PIL import Image
     smoke = "nnUNetTrainerGazeSup_smoke"
@@ -337,6 +398,11 @@ def test_train_predict_evaluate_and_resume(gaze_dataset, nnunet_folders, run_com
         "-pred", str(prediction), "-o", str(tmp_path / "summary.json"), "--voxel-units")
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary["mean"]) == {"1"} and {"Dice", "Jaccard"} <= set(summary["mean"]["1"])
+    one_image = tmp_path / "one_image"
+    one_image.mkdir()
+    first = sorted((gaze_dataset / "imagesTs").glob("*.png"))[0]
+    (one_image / first.name).symlink_to(first)
+    assert_export_is_the_mean_level_logit_rule(model, one_image / first.name, run_command, tmp_path)
 
     os.replace(fold / "checkpoint_final.pth", fold / "checkpoint_latest.pth")
     run_command("nnUNetv2_train", str(DATASET_ID), "2d", "0", "-tr", smoke, "-device", "cpu", "--c",

@@ -101,7 +101,7 @@ def test_benchmark_reports_ratios_against_stock(preprocessed, tmp_path):
     from nnunet_ext.benchmark import benchmark
     results = benchmark(str(DATASET_ID), "3d_fullres", "nnUNetPlans", ["nnUNetTrainerDTC"], "0", warmup=3, steps=5,
                         inference_repeats=1, device=torch.device("cpu"))
-    assert results["device"].startswith("cpu")
+    assert results["device"].startswith("cpu") and f"torch {torch.__version__}" in results["device"]
     row = results["trainers"]["nnUNetTrainerDTC"]
     assert row["total_batch"] == 2 * results["labeled_batch"]
     stock_labeled = results["stock"]["same_labeled_batch"]["step_s_median"]

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import torch
 
+from conftest import require_shared
+
 DATASET_ID = 801
 NNUNET_EXT = (sys.executable, "-m", "nnunet_ext.cli")
 
 
-def test_la_uamt_train_predict_evaluate(shared_data, nnunet_folders, run_command, tmp_path):
-    run_command(*NNUNET_EXT, "convert", "la", "-i", str(shared_data / "LA_2018_h5"), "-d", str(DATASET_ID),
+def test_la_uamt_train_predict_evaluate(nnunet_folders, run_command, tmp_path):
+    run_command(*NNUNET_EXT, "convert", "la", "-i", str(require_shared("LA_2018_h5") / "LA_2018_h5"), "-d",
+        str(DATASET_ID),
         "--num-labeled", "16", "--only-present", "-np", "2")
     raw = Path(nnunet_folders["nnUNet_raw"]) / "Dataset801_LA"
     assert len(list((raw / "imagesTrUnlabeled").glob("*.nii.gz"))) == 24

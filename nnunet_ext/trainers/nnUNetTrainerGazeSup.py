@@ -177,10 +177,11 @@ class nnUNetTrainerGazeSup_flipsOnly(FlipsOnlyAugmentationMixin, nnUNetTrainerGa
 
 
 class nnUNetTrainerGazeSup_paper(PaperScheduleMixin, nnUNetTrainerGazeSup_flipsOnly):
-    """GazeSup with the paper's augmentation and optimisation (§2.8): flips only; SGD lr 0.01, Nesterov momentum
-    0.99, weight decay 4e-4, half-cosine decay to 1e-4 once per epoch, 15,000 iterations. What stays nnU-Net's:
-    the plans' U-Net and batch (the paper: its own U-Net, batch 8), deep supervision of each level's BCE,
-    gradient norms clipped to 12 and mixed precision on CUDA."""
+    """GazeSup with the paper's augmentation, optimisation and inference (§2.8, §2.9): flips only; SGD lr 0.01,
+    Nesterov momentum 0.99, weight decay 4e-4, half-cosine decay to 1e-4 per epoch, 15,000 iterations; no
+    test-time mirroring. Still nnU-Net's: the plans' U-Net and batch (paper: batch 8), per-image z-score
+    normalisation (paper: ImageNet statistics), foreground oversampling (paper: uniform), padding, Gaussian tile
+    weighting, deep supervision, gradient clipping to 12, mixed precision on CUDA."""
 
     paper_iterations = 15000
     paper_momentum = 0.99
@@ -191,3 +192,9 @@ class nnUNetTrainerGazeSup_paper(PaperScheduleMixin, nnUNetTrainerGazeSup_flipsO
     def paper_lr_scheduler(self, optimizer: torch.optim.Optimizer) -> HalfCosineLR:
         """The half-cosine decay from 0.01 to ``paper_min_lr`` over the epochs."""
         return HalfCosineLR(optimizer, self.initial_lr, self.paper_min_lr, self.num_epochs)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        """The flips-only settings; no mirroring in the predictor and final validation (the paper's §2.9)."""
+        configured = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        self.inference_allowed_mirroring_axes = None
+        return configured
