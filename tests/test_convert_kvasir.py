@@ -293,3 +293,26 @@ def test_resize_to_the_paper_size(release, tmp_path, monkeypatch):
             assert np.mean(ordinal == (crf >= 0.3).astype(np.uint8) + (crf >= 0.5)) > 0.99
     with pytest.raises(ValueError, match="--resize needs two positive numbers"):
         convert(tmp_path / "raw", monkeypatch, "-i", str(folder), "-d", "818", "--resize", "0", "64")
+
+
+def test_semi_supervised_chain_on_real_rgb_images(release, tmp_path, run_command):
+    """convert kvasir → make_semisupervised → plan_and_preprocess → a semi-supervised trainer, as typed: an RGB
+    PNG is one file holding three channels, in imagesTrUnlabeled as in imagesTr."""
+    import sys
+    import torch
+    folders = {name: str(tmp_path / name) for name in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")}
+    cli = (sys.executable, "-m", "nnunet_ext.cli")
+    run_command(*cli, "convert", "kvasir", "-i", str(release["folder"]), "-d", "820", "--resize", "64", "64",
+                "-np", "0", **folders)
+    run_command(*cli, "make_semisupervised", "-d", "820", "-o", "902", "--num-labeled", "2", "-np", "0", **folders)
+    raw = tmp_path / "nnUNet_raw" / "Dataset902_KvasirSemi2"
+    assert len(names(raw / "imagesTrUnlabeled")) == 6 and names(raw / "imagesTrUnlabeled")[0].endswith("_0000.png")
+    run_command(*cli, "plan_and_preprocess", "-d", "902", "-c", "2d", "-np", "1", "-npfp", "1", **folders)
+    preprocessed = tmp_path / "nnUNet_preprocessed" / "Dataset902_KvasirSemi2"
+    assert len(list((preprocessed / "nnUNetPlans_2d_unlabeled").glob("*.b2nd"))) == 2 * 6
+    run_command("nnUNetv2_train", "902", "2d", "all", "-tr", "nnUNetTrainerMeanTeacher_smoke", "-device", "cpu",
+                **folders)
+    model = tmp_path / "nnUNet_results" / "Dataset902_KvasirSemi2" / "nnUNetTrainerMeanTeacher_smoke__nnUNetPlans__2d"
+    logged = torch.load(model / "fold_all" / "checkpoint_final.pth", map_location="cpu",
+                        weights_only=False)["logging"]
+    assert len(logged["loss_consistency"]) == 2 and all(v >= 0 for v in logged["loss_consistency"])

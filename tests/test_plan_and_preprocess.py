@@ -336,14 +336,14 @@ def test_patient_grouped_split_is_placed_where_nnunet_reads_it(nnunet_dirs):
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     from nnunet_ext.splits import SPLITS_FILE, grouped_splits, leaking_patients
 
-    name = "Dataset803_SynthSlices"
+    name = "Dataset806_SynthSlices"
     folder = _make_raw_dataset(nnunet_dirs["nnUNet_raw"], name)
     patients = {"pa": LABELED[:2], "pb": LABELED[2:3], "pc": LABELED[3:]}
     dataset_json = {**json.loads((folder / "dataset.json").read_text()), "patients": patients}
     (folder / "dataset.json").write_text(json.dumps(dataset_json))
     grouped = grouped_splits(patients)
     (folder / SPLITS_FILE).write_text(json.dumps(grouped))
-    arguments = ["plan_and_preprocess", "-d", "803", "-c", "3d_fullres", "-np", "1", "-npfp", "1", "--no_pbar"]
+    arguments = ["plan_and_preprocess", "-d", "806", "-c", "3d_fullres", "-np", "1", "-npfp", "1", "--no_pbar"]
     cli.main(arguments)
     preprocessed = nnunet_dirs["nnUNet_preprocessed"] / name
     assert json.loads((preprocessed / SPLITS_FILE).read_text()) == grouped
@@ -361,3 +361,19 @@ def test_patient_grouped_split_is_placed_where_nnunet_reads_it(nnunet_dirs):
         cli.main(arguments)
     assert json.loads((preprocessed / SPLITS_FILE).read_text()) == mine
     assert (preprocessed / "dataset_fingerprint.json").stat().st_mtime_ns == fingerprint
+
+
+def test_find_unlabeled_cases_counts_the_channels_of_an_rgb_png(tmp_path):
+    """As nnU-Net's integrity check: channels are counted after reading, so one RGB PNG is three channels."""
+    from PIL import Image
+    unlabeled = tmp_path / UNLABELED_IMAGES_DIR
+    unlabeled.mkdir()
+    Image.fromarray(np.zeros((8, 9, 3), np.uint8)).save(unlabeled / "rgb_0000.png")
+    dataset_json = {"channel_names": {"0": "R", "1": "G", "2": "B"}, "file_ending": ".png"}
+    assert {c: [os.path.basename(f) for f in fs] for c, fs in pp.find_unlabeled_cases(str(tmp_path),
+                                                                                      dataset_json).items()} \
+        == {"rgb": ["rgb_0000.png"]}
+    Image.fromarray(np.zeros((8, 9), np.uint8)).save(unlabeled / "grey_0000.png")
+    with pytest.raises(ValueError, match=r"grey lacks grey_0001\.png, grey_0002\.png \(its files grey_0000\.png "
+                                         r"hold 1 channel\(s\), dataset\.json declares 3\)"):
+        pp.find_unlabeled_cases(str(tmp_path), dataset_json)

@@ -25,7 +25,7 @@ import shutil
 import tempfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from typing import Dict, Iterator, List, Optional, Sequence, Type, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 import SimpleITK as sitk
@@ -46,6 +46,7 @@ from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnU
 from nnunetv2.utilities.find_class_by_name import recursive_find_python_class
 from nnunetv2.utilities.label_handling.label_handling import get_labelmanager_class_from_plans
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from nnunetv2.utilities.utils import create_paths_fn, get_identifiers_from_splitted_dataset_folder
 
 from nnunet_ext.paths import UNLABELED_IMAGES_DIR, dataset_name, unlabeled_preprocessed_folder
 from nnunet_ext.splits import check_existing_split
@@ -179,20 +180,21 @@ def _num_channels(dataset_json: dict) -> int:
     return len(dataset_json["channel_names"] if "channel_names" in dataset_json else dataset_json["modality"])
 
 
-def _image_geometry(image_file: str, reader_class: Optional[Type[BaseReaderWriter]]) -> tuple:
-    """(size, spacing[, origin, direction]) of one image file.
+def _channels_and_geometry(image_file: str, reader_class: Optional[Type[BaseReaderWriter]]) -> Tuple[int, tuple]:
+    """(number of channels, (size, spacing[, origin, direction])) of one image file.
 
-    Formats SimpleITK reads are checked from the header only; others are read with nnU-Net's reader for the dataset,
-    which gives shape and spacing.
+    Formats SimpleITK reads are checked from the header only (channels = components per pixel); others are read
+    with nnU-Net's reader for the dataset, which gives the channels (an RGB PNG holds three), shape and spacing.
     """
     try:
         if image_file.lower().endswith(_SITK_HEADER_ENDINGS):
             reader = sitk.ImageFileReader()
             reader.SetFileName(image_file)
             reader.ReadImageInformation()
-            return reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(), reader.GetDirection()
+            return reader.GetNumberOfComponents(), (reader.GetSize(), reader.GetSpacing(), reader.GetOrigin(),
+                                                    reader.GetDirection())
         image, properties = reader_class().read_images([image_file])
-        return image.shape[1:], tuple(properties["spacing"])
+        return image.shape[0], (image.shape[1:], tuple(properties["spacing"]))
     except Exception as e:
         raise ValueError(f"Cannot read the image {image_file}: {e}") from e
 
@@ -202,16 +204,23 @@ def _same_geometry(a: tuple, b: tuple) -> bool:
     return tuple(a[0]) == tuple(b[0]) and all(np.allclose(x, y, rtol=1e-5, atol=1e-5) for x, y in zip(a[1:], b[1:]))
 
 
+def _channel_index(path: str, file_ending: str) -> int:
+    return int(path[-len(file_ending) - 4:-len(file_ending)])
+
+
 def find_unlabeled_cases(raw_dataset_folder: str, dataset_json: dict) -> Dict[str, List[str]]:
     """The validated cases of ``<raw_dataset_folder>/imagesTrUnlabeled``: ``{case: [channel files, in order]}``.
 
     Returns an empty dict when the folder does not exist. Files are named like imagesTr's,
-    ``{case}_{channel:04d}{file_ending}``; files with other endings are ignored, as nnU-Net does in imagesTr.
+    ``{case}_{channel:04d}{file_ending}``, and listed with nnU-Net's own helpers (``nnunetv2.utilities.utils``);
+    files with other endings are ignored, as nnU-Net does in imagesTr. As in nnU-Net's integrity check, a case's
+    channels are counted after reading its files with the dataset's reader, so one RGB PNG is three channels.
 
     Raises:
         ValueError: the folder holds no image; a file is misnamed or has a channel index beyond dataset.json's
-            channel_names; a case lacks a channel; a file cannot be read; or a case's channels differ in size,
-            spacing, origin or direction. The message names the files or cases.
+            channel_names; a case lacks a channel file or its files hold another number of channels; a file
+            cannot be read; or a case's channels differ in size, spacing, origin or direction. The message names
+            the files or cases.
     """
     folder = join(raw_dataset_folder, UNLABELED_IMAGES_DIR)
     if not os.path.isdir(folder):
@@ -222,55 +231,48 @@ def find_unlabeled_cases(raw_dataset_folder: str, dataset_json: dict) -> Dict[st
     if not files:
         raise ValueError(f"{folder} exists but holds no image ending in {file_ending!r}. Add the unlabeled images "
                          f"(named like imagesTr's) or remove the folder.")
-
-    channels: Dict[str, Dict[int, str]] = {}
-    misnamed, out_of_range = [], []
-    for f in files:
-        match = _CHANNEL_FILE.fullmatch(f[:-len(file_ending)])
-        if match is None:
-            misnamed.append(f)
-        elif int(match["channel"]) >= num_channels:
-            out_of_range.append(f)
-        else:
-            channels.setdefault(match["case"], {})[int(match["channel"])] = join(folder, f)
-    missing = {case: [f"{case}_{c:04d}{file_ending}" for c in range(num_channels) if c not in found]
-               for case, found in channels.items() if len(found) != num_channels}
-
+    misnamed = [f for f in files if _CHANNEL_FILE.fullmatch(f[:-len(file_ending)]) is None]
+    out_of_range = [f for f in files if f not in misnamed and _channel_index(f, file_ending) >= num_channels]
     problems = []
     if misnamed:
         problems.append(f"not named {{case}}_{{channel:04d}}{file_ending}: {', '.join(misnamed)}")
     if out_of_range:
         problems.append(f"channel index out of range (dataset.json declares {num_channels} channel(s), "
                         f"0000 to {num_channels - 1:04d}): {', '.join(out_of_range)}")
-    if missing:
-        problems.append("cases missing channels: " + "; ".join(
-            f"{case} lacks {', '.join(names)}" for case, names in sorted(missing.items())))
     if problems:
         raise ValueError(f"Invalid unlabeled images in {folder}:\n  " + "\n  ".join(problems))
 
-    cases = {case: [found[c] for c in range(num_channels)] for case, found in sorted(channels.items())}
-    _check_channel_geometry(cases, dataset_json, folder)
+    cases = {str(case): create_paths_fn(folder, files, file_ending, str(case))
+             for case in get_identifiers_from_splitted_dataset_folder(folder, file_ending)}
+    _check_channels(cases, dataset_json, folder)
     return cases
 
 
-def _check_channel_geometry(cases: Dict[str, List[str]], dataset_json: dict, folder: str) -> None:
-    """Raise ValueError naming every case whose channels differ in geometry, or a file that cannot be read.
+def _check_channels(cases: Dict[str, List[str]], dataset_json: dict, folder: str) -> None:
+    """Raise ValueError naming every case that lacks a channel or whose channels differ in geometry.
 
-    Headers SimpleITK can read are read for every case, which also catches unreadable files early. Other formats
-    are read in full with nnU-Net's reader, so only cases with several channels are checked there.
+    Every file is read (headers only where SimpleITK can), which also catches unreadable files early.
     """
+    file_ending, num_channels = dataset_json["file_ending"], _num_channels(dataset_json)
     reader_class = None
-    mismatched = []
+    if not all(f.lower().endswith(_SITK_HEADER_ENDINGS) for files in cases.values() for f in files):
+        first = next(f for files in cases.values() for f in files if not f.lower().endswith(_SITK_HEADER_ENDINGS))
+        reader_class = determine_reader_writer_from_dataset_json(dataset_json, first, verbose=False)
+    missing, mismatched = [], []
     for case, files in cases.items():
-        header_only = all(f.lower().endswith(_SITK_HEADER_ENDINGS) for f in files)
-        if len(files) == 1 and not header_only:
-            continue
-        if not header_only and reader_class is None:
-            reader_class = determine_reader_writer_from_dataset_json(dataset_json, files[0], verbose=False)
-        geometries = [_image_geometry(f, reader_class) for f in files]
-        if not all(_same_geometry(geometries[0], g) for g in geometries[1:]):
-            details = "; ".join(f"{os.path.basename(f)}: {g}" for f, g in zip(files, geometries))
+        read = [_channels_and_geometry(f, reader_class) for f in files]
+        indices = [_channel_index(f, file_ending) for f in files]
+        if indices != list(range(len(files))) or sum(c for c, _ in read) != num_channels:
+            absent = [f"{case}_{c:04d}{file_ending}" for c in range(num_channels) if c not in indices]
+            count = (f"its files {', '.join(os.path.basename(f) for f in files)} hold {sum(c for c, _ in read)} "
+                     f"channel(s), dataset.json declares {num_channels}")
+            missing.append(f"{case} lacks {', '.join(absent)} ({count})" if all(c == 1 for c, _ in read) and absent
+                           else f"{case}: {count}")
+        elif not all(_same_geometry(read[0][1], g) for _, g in read[1:]):
+            details = "; ".join(f"{os.path.basename(f)}: {g}" for f, (_, g) in zip(files, read))
             mismatched.append(f"{case} ({details})")
+    if missing:
+        raise ValueError(f"Invalid unlabeled images in {folder}:\n  cases missing channels: " + "; ".join(missing))
     if mismatched:
         raise ValueError(f"Unlabeled cases in {folder} whose channels differ in size, spacing, origin or "
                          f"direction:\n  " + "\n  ".join(mismatched))
@@ -450,8 +452,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "fingerprint extractor.")
     parser.add_argument("-pl", default="ExperimentPlanner",
                         help="Experiment planner class: a name in nnunetv2.experiment_planning (e.g. "
-                             f"nnUNetPlannerResEncM), a name exported by {EXTENSION_PACKAGE}, or a dotted path "
-                             "package.module.Class. Default: ExperimentPlanner.")
+                             "nnUNetPlannerResEncM, nnUNetPlannerResEncL) or a dotted path package.module.Class of "
+                             f"your own (nnunet_ext ships no planner yet; {EXTENSION_PACKAGE} is searched too)")
     parser.add_argument("-gpu_memory_target", type=float, default=None,
                         help="Custom GPU memory target in GB (changes patch and batch size). Default: the planner's.")
     parser.add_argument("-preprocessor_name", default="DefaultPreprocessor",
