@@ -1,7 +1,9 @@
-"""``nnunet_ext demo``: the whole chain on a small synthetic dataset with unlabeled cases, in a few minutes.
+"""``nnunet_ext demo``: the whole chain on a small synthetic dataset, in a few minutes.
 
 convert (generate) → ``nnunet_ext plan_and_preprocess`` → ``nnUNetv2_train`` with a short variant of the
-chosen trainer → stock ``nnUNetv2_predict`` → ``nnunet_ext evaluate``. Every step runs as the command a user
+chosen trainer → stock ``nnUNetv2_predict`` → ``nnunet_ext evaluate``. The dataset matches the trainer's family:
+3-D volumes with unlabeled cases (``3d_fullres``) for the semi-supervised trainers and the supervised baseline,
+2-D RGB images with gaze pseudo-mask levels (``2d``, true masks in labelsTs) for the GazeSup trainers. Every step runs as the command a user
 would type, in its own process, inside a work folder of its own (nnU-Net's three folders are set there, so
 the demo never touches a user's real ones). The short variant is written as a small module in the work
 folder and found through ``nnUNet_extTrainer``, which is how a user adds their own schedule variants.
@@ -13,12 +15,14 @@ import torch
 
 from nnunet_ext.pipeline import (STOCK_TRAINER, console_script, nnunet_ext_command, pipeline_environment, run_step,
                                  write_schedule_variants)
+from nnunet_ext import trainers
 from nnunet_ext.trainers import __all__ as OUR_TRAINERS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-tr", "--trainer", default="nnUNetTrainerMeanTeacher", choices=OUR_TRAINERS + [STOCK_TRAINER],
-                        help="trainer to demonstrate (nnUNetTrainer = the supervised-only baseline)")
+                        help="trainer to demonstrate (nnUNetTrainer = the supervised-only baseline; the GazeSup "
+                             "trainers get a 2-D gaze dataset)")
     parser.add_argument("-d", "--dataset-id", type=int, default=999, help="dataset id of the synthetic dataset")
     parser.add_argument("-o", "--work-dir", default="nnunet_ext_demo", help="folder for everything the demo writes")
     parser.add_argument("--epochs", type=int, default=2, help="epochs of the short schedule")
@@ -33,24 +37,31 @@ def run(args: argparse.Namespace) -> None:
     env = pipeline_environment(work, variants_folder)
     dataset = str(args.dataset_id)
 
-    from nnunet_ext.dataset_conversion.synthetic import write_synthetic_dataset
-    print("=== convert: generating the synthetic dataset", flush=True)
-    raw = write_synthetic_dataset(args.dataset_id, num_labeled=6, num_unlabeled=10, num_test=4,
-                                  raw_root=env["nnUNet_raw"], overwrite=True)
+    from nnunet_ext.dataset_conversion.synthetic import write_synthetic_dataset, write_synthetic_gaze_dataset
+    trainer_class = getattr(trainers, args.trainer, None)
+    gaze = trainer_class is not None and issubclass(trainer_class, trainers.nnUNetTrainerGazeSup)
+    configuration = "2d" if gaze else "3d_fullres"
+    print(f"=== convert: generating the synthetic {'gaze' if gaze else 'semi-supervised'} dataset", flush=True)
+    if gaze:
+        raw = write_synthetic_gaze_dataset(args.dataset_id, num_training=8, num_test=4, size=64,
+                                           raw_root=env["nnUNet_raw"], overwrite=True)
+    else:
+        raw = write_synthetic_dataset(args.dataset_id, num_labeled=6, num_unlabeled=10, num_test=4,
+                                      raw_root=env["nnUNet_raw"], overwrite=True)
     print(f"--- raw dataset: {raw}")
-    run_step("plan and preprocess", nnunet_ext_command("plan_and_preprocess", "-d", dataset, "-c", "3d_fullres",
+    run_step("plan and preprocess", nnunet_ext_command("plan_and_preprocess", "-d", dataset, "-c", configuration,
                                                        "-np", "2", "-npfp", "2"), env)
-    run_step(f"train {variant}", [console_script("nnUNetv2_train"), dataset, "3d_fullres", "0", "-tr", variant,
+    run_step(f"train {variant}", [console_script("nnUNetv2_train"), dataset, configuration, "0", "-tr", variant,
                                   "-device", args.device], env)
     predictions = os.path.join(work, f"predictions_{variant}")
     run_step("predict (stock nnUNetv2_predict)",
              [console_script("nnUNetv2_predict"), "-i", os.path.join(raw, "imagesTs"), "-o", predictions,
-              "-d", dataset, "-c", "3d_fullres", "-f", "0", "-tr", variant, "-device", args.device,
+              "-d", dataset, "-c", configuration, "-f", "0", "-tr", variant, "-device", args.device,
               "-npp", "0", "-nps", "0"], env)
     summary = os.path.join(predictions, "summary.json")
     run_step("evaluate", nnunet_ext_command("evaluate", "-ref", os.path.join(raw, "labelsTs"), "-pred", predictions,
-                                            "-o", summary), env)
-    model = os.path.join(env["nnUNet_results"], os.path.basename(raw), f"{variant}__nnUNetPlans__3d_fullres")
+                                            "-o", summary, *(["--voxel-units"] if gaze else [])), env)
+    model = os.path.join(env["nnUNet_results"], os.path.basename(raw), f"{variant}__nnUNetPlans__{configuration}")
     print(f"\nDemo finished. Where everything went:\n"
           f"  raw dataset          {raw}\n"
           f"  preprocessed data    {os.path.join(env['nnUNet_preprocessed'], os.path.basename(raw))}\n"

@@ -1,0 +1,15 @@
+"""``nnunet_ext demo`` runs the chain for the trainer it is given on a dataset of that trainer's kind (CI runs the
+default, Mean Teacher on 3-D volumes with unlabeled cases, through the README's set-up command)."""
+import json
+import sys
+
+
+def test_demo_of_gazesup_runs_on_a_gaze_dataset(tmp_path, run_command):
+    work = tmp_path / "demo"
+    run_command(sys.executable, "-m", "nnunet_ext.cli", "demo", "-tr", "nnUNetTrainerGazeSup", "-o", str(work),
+                "-d", "997", "--epochs", "1", "--iterations", "3", "-device", "cpu")
+    model = work / "nnUNet_results" / "Dataset997_SyntheticGaze" / "nnUNetTrainerGazeSup_demo__nnUNetPlans__2d"
+    assert (model / "fold_0" / "checkpoint_final.pth").is_file()
+    summary = json.loads((work / "predictions_nnUNetTrainerGazeSup_demo" / "summary.json").read_text())
+    assert set(summary["mean"]) == {"1"} and 0 <= summary["mean"]["1"]["Dice"] <= 1
+    assert len(summary["metric_per_case"]) == 4
