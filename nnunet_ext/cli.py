@@ -18,6 +18,7 @@ from typing import List, Optional
 SUBCOMMANDS = {
     "env": ("nnunet_ext.environment", "print the environment variables nnU-Net needs to find our trainers"),
     "demo": ("nnunet_ext.demo", "convert, plan, train, predict and evaluate on a small synthetic dataset"),
+    "trainers": ("nnunet_ext.trainers.catalog", "list every trainer and variant: what it does, the data it needs"),
     "convert": ("nnunet_ext.dataset_conversion.cli", "convert a public dataset to nnU-Net's raw format"),
     "make_semisupervised": ("nnunet_ext.dataset_conversion.semisupervised",
                             "turn an nnU-Net raw dataset into a semi-supervised one"),
@@ -32,12 +33,24 @@ USER_ERRORS = (ValueError, OSError)
 PACKAGE_FOLDER = os.path.dirname(os.path.abspath(__file__))
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """argparse's help with each option's default appended, as ``ArgumentDefaultsHelpFormatter`` does, except
+    where the help already says it or there is nothing to say (no default, a flag that is off)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        default = " ".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
+        return f"{text} (default: {str(default).replace('%', '%%')})"
+
+
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The top-level parser; only the chosen subcommand's module is imported to add its arguments."""
     parser = argparse.ArgumentParser(prog="nnunet_ext", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub = subparsers.add_parser(name, help=help_text, description=help_text, formatter_class=DefaultsHelpFormatter)
         if name == command:
             module = importlib.import_module(module_name)
             module.add_arguments(sub)

@@ -6,14 +6,21 @@ optional dependencies never affect another.
 """
 import argparse
 import importlib
-from typing import Dict
+from typing import Dict, Tuple
 
-CONVERTERS: Dict[str, str] = {
-    "la": "nnunet_ext.dataset_conversion.la2018",
-    "kvasir": "nnunet_ext.dataset_conversion.kvasir",
-    "nci_isbi": "nnunet_ext.dataset_conversion.nci_isbi",
+from nnunet_ext.cli import DefaultsHelpFormatter
+
+CONVERTERS: Dict[str, Tuple[str, str]] = {
+    "la": ("nnunet_ext.dataset_conversion.la2018",
+           "LA 2018 left-atrium MRI (the h5 release of the semi-supervised papers) to labeled, unlabeled and test "
+           "volumes"),
+    "kvasir": ("nnunet_ext.dataset_conversion.kvasir",
+               "Kvasir-SEG polyp images to RGB PNG cases, with true masks or GazeSup gaze pseudo-masks"),
+    "nci_isbi": ("nnunet_ext.dataset_conversion.nci_isbi",
+                 "NCI-ISBI 2013 prostate MRI (TCIA DICOM + NRRD labels) to 3-D volumes, or gazed 2-D slices with "
+                 "gaze pseudo-masks"),
 }
-"""Converter name on the command line -> module path."""
+"""Converter name on the command line -> (module path, what it converts)."""
 
 
 class _LazyConverterSubparsers(argparse._SubParsersAction):
@@ -23,7 +30,7 @@ class _LazyConverterSubparsers(argparse._SubParsersAction):
         name = values[0]
         sub = self._name_parser_map.get(name)
         if sub is not None and sub.get_default("converter_run") is None:
-            module = importlib.import_module(CONVERTERS[name])
+            module = importlib.import_module(CONVERTERS[name][0])
             module.add_arguments(sub)
             sub.set_defaults(converter_run=module.run, command_prog=sub.prog)
         super().__call__(parser, namespace, values, option_string)
@@ -33,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One subparser per entry of :data:`CONVERTERS`; its arguments come from the converter module."""
     subparsers = parser.add_subparsers(dest="converter", metavar="DATASET", required=True,
                                        action=_LazyConverterSubparsers)
-    for name, module_name in CONVERTERS.items():
-        subparsers.add_parser(name, help=f"see `nnunet_ext convert {name} -h` ({module_name})")
+    for name, (_, converts) in CONVERTERS.items():
+        subparsers.add_parser(name, help=converts, description=converts, formatter_class=DefaultsHelpFormatter)
 
 
 def run(args: argparse.Namespace) -> None:

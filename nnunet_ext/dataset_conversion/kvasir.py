@@ -264,7 +264,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-file", help='JSON {"train": [ids], "test": [ids]}, or the dataset.json of an '
                                              'earlier conversion, instead of a drawn split')
     parser.add_argument("--gaze-csv", help="GazeMedSeg kvasir_fixation.csv: train on gaze pseudo-masks")
-    gaze.add_gaze_setting_arguments(parser)
+    gaze.add_gaze_setting_arguments(parser, "kvasir")
     parser.add_argument("--resize", type=int, nargs=2, metavar=("H", "W"),
                         help="resize images and masks to H x W, as the paper (224 224); default: native size")
     parser.add_argument("--name", help="dataset name (default: Kvasir, or KvasirGaze with --gaze-csv)")

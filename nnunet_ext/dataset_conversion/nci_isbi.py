@@ -766,7 +766,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep central gland (1) and peripheral zone (2) instead of merging them to prostate (1)")
     parser.add_argument("--gaze-csv", help="GazeMedSeg nci-isbi_fixation.csv: 2-D gazed slices with gaze "
                                            "pseudo-masks")
-    gaze.add_gaze_setting_arguments(parser)
+    gaze.add_gaze_setting_arguments(parser, "nci_isbi")
     parser.add_argument("--ignore-label-geometry", action="store_true",
                         help="pair labels of the right size by voxel index where their origin / direction disagree "
                              "with the DICOM series (default: skip such cases)")

@@ -3,7 +3,6 @@ package docstring for what it writes)."""
 import argparse
 import itertools
 import json
-import multiprocessing
 import os
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from nnunet_ext.gaze.images import read_mask, read_rgb
 from nnunet_ext.gaze.levels import decode_levels
 from nnunet_ext.gaze.pseudo_labels import SOFT_MAP_BINARISATION, PseudoLabel, map_names, pseudo_label, quality
 from nnunet_ext.gaze.settings import PRESETS, resolve_settings
+from nnunet_ext.worker_pool import result_of, spawned_pool
 
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".dcm")
@@ -143,13 +143,13 @@ def map_in_pool(function: Callable, tasks: Sequence, num_processes: int, descrip
                 yield function(task)
                 bar.update(1)
             return
-        with multiprocessing.get_context("spawn").Pool(min(num_processes, len(tasks))) as pool:
+        with spawned_pool(min(num_processes, len(tasks))) as pool:
             remaining = iter(tasks)
-            pending: Deque = deque(pool.apply_async(function, (task,))
+            pending: Deque = deque(pool.submit(function, task)
                                    for task in itertools.islice(remaining, 2 * num_processes))
             while pending:
-                result = pending.popleft().get()
-                pending.extend(pool.apply_async(function, (task,)) for task in itertools.islice(remaining, 1))
+                result = result_of(pending.popleft())
+                pending.extend(pool.submit(function, task) for task in itertools.islice(remaining, 1))
                 yield result
                 bar.update(1)
     finally:
@@ -244,13 +244,19 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
-def add_gaze_setting_arguments(parser: argparse.ArgumentParser) -> None:
+def add_gaze_setting_arguments(parser: argparse.ArgumentParser, preset: Optional[str] = None) -> None:
     """``--sigma``, ``--thresholds`` and ``--levels``, overriding a preset (shared by the gaze command and the
-    converters that write gaze pseudo-masks)."""
-    parser.add_argument("--sigma", type=float, help="Gaussian sigma in pixels (default: the preset's)")
+    converters that write gaze pseudo-masks); the help states the values of ``preset``, or of every preset."""
+    names = [preset] if preset else sorted(PRESETS)
+    tag = (lambda name: "") if preset else (lambda name: f" ({name})")
+    sigma = ", ".join(f"{PRESETS[n].sigma:g}{tag(n)}" for n in names)
+    thresholds = "; ".join(f"{PRESETS[n].thresholds[PRESETS[n].default_levels]} for {PRESETS[n].default_levels} "
+                           f"levels{tag(n)}" for n in names)
+    levels = ", ".join(f"{PRESETS[n].default_levels}{tag(n)}" for n in names)
+    parser.add_argument("--sigma", type=float, help=f"Gaussian sigma in pixels (default: {sigma})")
     parser.add_argument("--thresholds", type=float, nargs="+",
-                        help="level thresholds on the CRF map, any order (default: the preset's for --levels)")
-    parser.add_argument("--levels", type=int, help="number of levels (default: the preset's, 2)")
+                        help=f"level thresholds on the CRF map, any order (default: {thresholds})")
+    parser.add_argument("--levels", type=int, help=f"number of levels (default: {levels})")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -29,6 +29,7 @@ from nnunet_ext.training.level_sets import level_set_to_probability
 
 
 class nnUNetTrainerDTC(nnUNetTrainerSemiSupervised):
+    """DTC: a level-set head beside the segmentation, the two tasks made to agree on every patch."""
     has_level_set_head = True
     consistency_weight = 1.0
     level_set_weight = 0.3

@@ -21,15 +21,14 @@ map per image whose value is the number of CRF-map thresholds reached, declared 
   into its results folder's dataset.json (background and the target, declared as the region of all ordinal
   values; :func:`nnunet_ext.gaze.binary_dataset_json`), so the stock ``nnUNetv2_predict`` writes {0, 1} masks
   at the input size. The number of levels travels in the plans copy of the results
-  folder (configuration key ``nnunet_ext_gaze_levels``), where the predictor's call of
-  :meth:`build_network_architecture` reads it.
+  folder (configuration key ``nnunet_ext_gaze_levels``), read by the predictor's :meth:`build_network_architecture`.
 
 Online validation scores each level against its own pseudo-mask (nnU-Net's pseudo Dice per region). The
 final validation, like every nnU-Net tool reading the results folder, scores the binary predictions against
-gaze level 1 (the loosest pseudo-mask);
-the true masks of the training images (labelsTrReference) are never read here: evaluate against them with
-``nnunet_ext evaluate``. The state is the L networks and the optimizer, so ``--c`` needs nothing extra.
-Options are class attributes; a variant subclass changes them (``nnUNetTrainerGazeSup_pure``).
+gaze level 1 (the loosest pseudo-mask); the true masks of the training images (labelsTrReference) are never
+read here: evaluate against them with ``nnunet_ext evaluate``. The state is the L networks and the optimizer,
+so ``--c`` needs nothing extra. Options are class attributes; a variant subclass changes them
+(``nnUNetTrainerGazeSup_pure``).
 ``nnUNetTrainerGazeSup_flipsOnly`` trains with the paper's augmentation, random flips only (§2.8), instead of
 nnU-Net's; ``nnUNetTrainerGazeSup_paper`` adds the paper's optimiser and 15,000-iteration schedule.
 """
@@ -55,6 +54,7 @@ CONSISTENCY_MODES = ("pure", "prop")
 
 
 class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
+    """GazeSup: one network per gaze pseudo-mask level, a multi-level consistency, the mean logit at inference."""
     consistency_mode: str = "prop"
     """``prop``: propagated logits pulled towards the peers (paper default); ``pure``: plain logits."""
     consistency_weight: float = 3.0

@@ -25,6 +25,7 @@ from nnunet_ext.training.uncertainty import clamped_gaussian_noise
 
 
 class nnUNetTrainerMeanTeacher(nnUNetTrainerSemiSupervised):
+    """Mean Teacher: the student's predictions on unlabeled patches pulled towards an EMA teacher's."""
     ema_decay = 0.99
     consistency_weight = 0.1
     consistency_on = "unlabeled"

@@ -25,6 +25,7 @@ from nnunet_ext.training.uncertainty import certainty_mask, stochastic_teacher_p
 
 
 class nnUNetTrainerUAMT(nnUNetTrainerMeanTeacher):
+    """UA-MT: Mean Teacher whose consistency keeps only the voxels the teacher is certain of (MC dropout)."""
     dropout_p = 0.5
     uncertainty_passes = 8
     uncertainty_chunk_size = None

@@ -34,6 +34,7 @@ from nnunet_ext.training.level_sets import level_set_to_probability
 
 
 class nnUNetTrainerUGMCL(nnUNetTrainerUAMT):
+    """UG-MCL: uncertainty-guided consistency within and across the segmentation and level-set tasks."""
     has_level_set_head = True
     consistency_on = "all"
     level_set_weight = 0.3
