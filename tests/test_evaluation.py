@@ -405,3 +405,61 @@ def test_partial_labels_name_a_case_without_annotated_labels(tmp_path):
     ref_dir, pred_dir = make_folders(tmp_path, {"case_x.nii.gz": (np.ones((1, 1, 4), np.uint8),) * 2})
     with pytest.raises(ValueError, match="case_x.nii.gz"):
         evaluate_folders(str(ref_dir), str(pred_dir), num_processes=1, annotated_labels={"other": [1]})
+
+
+def test_png_distances_are_in_pixels(tmp_path, capsys):
+    ref_dir, pred_dir = tmp_path / "ref", tmp_path / "pred"
+    ref_dir.mkdir()
+    pred_dir.mkdir()
+    mask = np.zeros((10, 12), dtype=np.uint8)
+    mask[2:5, 3:6] = 1
+    Image.fromarray(mask).save(ref_dir / "img.png")
+    Image.fromarray(mask).save(pred_dir / "img.png")
+    main(["evaluate", str(ref_dir), str(pred_dir), "-np", "1"])
+    assert json.loads((pred_dir / "summary.json").read_text())["units"] == "pixels"
+    assert "HD95, ASD and ASSD in pixels" in capsys.readouterr().out
+
+
+def test_positional_folders_as_nnunet_takes_them(tmp_path, capsys):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    main(["evaluate", str(ref_dir), str(pred_dir), "-o", str(tmp_path / "positional.json"), "-np", "1"])
+    main(["evaluate", "-ref", str(ref_dir), "-pred", str(pred_dir), "-o", str(tmp_path / "flags.json"), "-np", "1"])
+    assert json.loads((tmp_path / "positional.json").read_text()) == json.loads((tmp_path / "flags.json").read_text())
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(ref_dir), str(pred_dir), "-ref", str(pred_dir)])
+    assert "the ref folder is given twice" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(ref_dir)])
+    assert "the following arguments are required: the pred folder" in capsys.readouterr().err
+
+
+def test_chill_scores_what_is_there_and_lists_the_rest(tmp_path, capsys):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    (pred_dir / "case_b.nii.gz").unlink()
+    main(["evaluate", str(ref_dir), str(pred_dir), "--chill", "-np", "1"])
+    written = json.loads((pred_dir / "summary.json").read_text())
+    assert [Path(c["reference_file"]).name for c in written["metric_per_case"]] == ["case_a.nii.gz"]
+    assert written["missing_predictions"] == ["case_b.nii.gz"]
+    assert "1 reference(s) without a prediction" in capsys.readouterr().out
+
+
+def test_a_different_file_ending_is_pointed_out(tmp_path):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    (pred_dir / "case_b.nii.gz").rename(pred_dir / "case_b.nii")
+    with pytest.raises(ValueError, match=r"found case_b\.nii for case_b\.nii\.gz: only the file ending differs"):
+        evaluate_folders(str(ref_dir), str(pred_dir), num_processes=1)
+
+
+def test_scoring_the_ordinal_labels_of_a_gaze_dataset_warns(tmp_path, capsys):
+    dataset = tmp_path / "Dataset811_KvasirGaze"
+    (dataset / "labelsTr").mkdir(parents=True)
+    (dataset / "pred").mkdir()
+    ordinal = np.zeros((10, 12), dtype=np.uint8)
+    ordinal[2:8, 2:8], ordinal[4:6, 4:6] = 1, 2
+    for folder in ("labelsTr", "pred"):
+        Image.fromarray(ordinal).save(dataset / folder / "img.png")
+    (dataset / "dataset.json").write_text(json.dumps({"gaze": {"target": "polyp"}}))
+    main(["evaluate", str(dataset / "labelsTr"), str(dataset / "pred"), "-np", "1"])
+    assert "holds gaze pseudo-masks as ordinal maps" in capsys.readouterr().err
+    main(["evaluate", str(dataset / "pred"), str(dataset / "labelsTr"), "-o", str(tmp_path / "s.json"), "-np", "1"])
+    assert "ordinal" not in capsys.readouterr().err

@@ -5,7 +5,6 @@ finished dataset, so a converter only reads its source format and hands SimpleIT
 to the writer.
 """
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -20,6 +19,7 @@ from tqdm import tqdm
 
 from nnunet_ext.paths import REFERENCE_LABELS_DIR, UNLABELED_IMAGES_DIR
 from nnunet_ext.splits import PATIENTS_KEY, SPLITS_FILE, grouped_splits, write_splits
+from nnunet_ext.worker_pool import result_of, spawned_pool
 
 GEOMETRY_TOLERANCE = 1e-4
 """Tolerance for spacing, origin and direction: ``|a - b| <= tol * max(1, |a|, |b|)``, i.e. relative, with an
@@ -297,7 +297,7 @@ class RawDatasetWriter:
             raise ValueError(f"{self.raw_root} already holds {others[0]} with dataset id {self.dataset_id}; "
                              f"nnU-Net needs unique ids: choose another id or remove that folder")
         if os.path.exists(self.final_folder) and not self.overwrite:
-            raise ValueError(f"{self.final_folder} already exists; pass overwrite=True (--overwrite) to replace it")
+            raise ValueError(f"{self.final_folder} already exists; pass --overwrite to replace it")
 
     def _new_hidden_folder(self, tag: str) -> str:
         """A fresh ``.{tag}_Dataset..._<random>`` folder in ``raw_root``, hidden from nnU-Net's id look-up and
@@ -390,15 +390,15 @@ class RawDatasetWriter:
             self._report(case_id, source, _write_case(jobs))
             return
         if self._pool is None:
-            self._pool = multiprocessing.get_context("spawn").Pool(self.num_processes)
-        self._pending.append((case_id, source, self._pool.apply_async(_write_case, (jobs,))))
+            self._pool = spawned_pool(self.num_processes)
+        self._pending.append((case_id, source, self._pool.submit(_write_case, jobs)))
         self._wait_for_writes(2 * self.num_processes)
 
     def _wait_for_writes(self, max_pending: int) -> None:
         """Collect finished writes; block on the oldest until at most ``max_pending`` remain."""
-        while self._pending and (len(self._pending) > max_pending or self._pending[0][2].ready()):
+        while self._pending and (len(self._pending) > max_pending or self._pending[0][2].done()):
             case_id, source, result = self._pending.popleft()
-            self._report(case_id, source, result.get())
+            self._report(case_id, source, result_of(result))
 
     def _report(self, case_id: str, source: str, error: Optional[str]) -> None:
         if error is not None:
@@ -407,11 +407,7 @@ class RawDatasetWriter:
 
     def _close_pool(self, terminate: bool) -> None:
         if self._pool is not None:
-            if terminate:
-                self._pool.terminate()
-            else:
-                self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=terminate)
             self._pool = None
         self._pending.clear()
 

@@ -2,7 +2,6 @@
 JSON shaped like nnU-Net's and the printed table."""
 import json
 import math
-import multiprocessing
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -12,7 +11,8 @@ from tqdm import tqdm
 from nnunet_ext.evaluation.label_sets import ScoredClass, annotated_classes, class_key, class_mask
 from nnunet_ext.evaluation.metrics import (COUNT_METRICS, DISTANCE_METRICS, EMPTY_MASK_RULE, OVERLAP_METRICS,
                                            binary_metrics)
-from nnunet_ext.evaluation.segmentations import IMAGE_ENDINGS, image_ending, read_segmentation
+from nnunet_ext.evaluation.segmentations import IMAGE_ENDINGS, NATURAL_2D_ENDINGS, image_ending, read_segmentation
+from nnunet_ext.worker_pool import result_of, spawned_pool
 
 SPACING_RTOL = 1e-4
 
@@ -63,6 +63,14 @@ def _evaluate_case_task(task: Tuple[str, str, Optional[List[ScoredClass]], bool,
     return evaluate_case(*task)
 
 
+def image_files(folder: str) -> set:
+    """The names of the image files in ``folder`` (hidden files and other endings left out)."""
+    if not os.path.isdir(folder):
+        raise ValueError(f"{folder} is not a folder.")
+    return {f for f in os.listdir(folder)
+            if image_ending(f) and not f.startswith(".") and os.path.isfile(os.path.join(folder, f))}
+
+
 def pair_files(ref_dir: str, pred_dir: str, file_names: Optional[Sequence[str]] = None) -> List[str]:
     """The file names to evaluate: those present in both folders under the same name.
 
@@ -70,15 +78,7 @@ def pair_files(ref_dir: str, pred_dir: str, file_names: Optional[Sequence[str]] 
     are evaluated, and each must exist in both folders (other files are ignored). Raises ValueError listing
     every reference without a prediction and every prediction without a reference.
     """
-    for folder in (ref_dir, pred_dir):
-        if not os.path.isdir(folder):
-            raise ValueError(f"{folder} is not a folder.")
-
-    def images(folder: str) -> set:
-        return {f for f in os.listdir(folder)
-                if image_ending(f) and not f.startswith(".") and os.path.isfile(os.path.join(folder, f))}
-
-    references, predictions = images(ref_dir), images(pred_dir)
+    references, predictions = image_files(ref_dir), image_files(pred_dir)
     if file_names is not None:
         wanted = set(file_names)
         if not wanted:
@@ -93,7 +93,8 @@ def pair_files(ref_dir: str, pred_dir: str, file_names: Optional[Sequence[str]] 
         unmatched_preds = sorted(predictions - references)
     problems = []
     if missing_preds:
-        problems.append(f"prediction missing in {pred_dir} for reference file(s): {', '.join(missing_preds)}")
+        problems.append(f"prediction missing in {pred_dir} for reference file(s): {', '.join(missing_preds)}"
+                        + _ending_hint(missing_preds, predictions))
     if missing_refs:
         problems.append(f"reference missing in {ref_dir} for file(s): {', '.join(missing_refs)}")
     if unmatched_preds:
@@ -103,6 +104,14 @@ def pair_files(ref_dir: str, pred_dir: str, file_names: Optional[Sequence[str]] 
     if not references:
         raise ValueError(f"{ref_dir} holds no image file ending in one of {', '.join(IMAGE_ENDINGS)}.")
     return sorted(references)
+
+
+def _ending_hint(wanted: Sequence[str], present: set) -> str:
+    """A hint for files that exist under another image ending (``case.nii`` for ``case.nii.gz``)."""
+    by_case = {case_id(f): f for f in present}
+    other = [f"{by_case[case_id(w)]} for {w}" for w in wanted if case_id(w) in by_case]
+    return (f" (found {', '.join(other[:3])}{', …' if len(other) > 3 else ''}: only the file ending differs; "
+            f"predict with the dataset's file_ending or convert the files)") if other else ""
 
 
 def _map_with_progress(function: Callable[[Any], Any], tasks: List[Any], num_processes: int) -> List[Any]:
@@ -115,10 +124,10 @@ def _map_with_progress(function: Callable[[Any], Any], tasks: List[Any], num_pro
                 results.append(function(task))
                 bar.update()
             return results
-        with multiprocessing.get_context("spawn").Pool(min(num_processes, len(tasks))) as pool:
+        with spawned_pool(min(num_processes, len(tasks))) as pool:
             results = []
-            for result in pool.imap(function, tasks):
-                results.append(result)
+            for future in [pool.submit(function, task) for task in tasks]:
+                results.append(result_of(future))
                 bar.update()
             return results
 
@@ -172,14 +181,16 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
                      output_file: Optional[str] = None, voxel_units: bool = False, num_processes: int = 2,
                      file_names: Optional[Sequence[str]] = None,
                      regions: Optional[Dict[str, ScoredClass]] = None,
-                     annotated_labels: Optional[Dict[str, List[int]]] = None) -> Dict[str, Any]:
+                     annotated_labels: Optional[Dict[str, List[int]]] = None, chill: bool = False) -> Dict[str, Any]:
     """Evaluate every prediction in ``pred_dir`` against the file of the same name in ``ref_dir``.
 
     ``labels`` defaults to every non-zero value found in the references; ``regions`` (``{name: region}``, see
     :func:`~nnunet_ext.evaluation.label_sets.regions_from_dataset_json`) scores regions instead; with
     ``annotated_labels`` (``{case_id: [labels]}``) each case is scored only on the classes it annotates, and each
     class's mean is over those cases (``n_cases``). Distances are in the reference spacing's units (mm) or in
-    voxels with ``voxel_units``. ``file_names`` restricts the evaluation to those files (see ``pair_files``). The
+    voxels with ``voxel_units``; 2-D natural images (PNG, BMP) carry no spacing, so theirs are in pixels.
+    ``file_names`` restricts the evaluation to those files (see ``pair_files``); ``chill`` (nnU-Net's flag) scores
+    the references that have a prediction and lists the others under ``missing_predictions``. The
     summary is written to ``output_file`` (default ``pred_dir/summary.json``) with NaN as null, and returned with
     NaN as float NaN: ``{"metric_per_case": [{"prediction_file", "reference_file", "metrics": {"1": {...}}}],
     "mean": {"1": {...}}, "foreground_mean": {...}, "units", "empty_mask_rule"}``, plus ``region_names`` with
@@ -188,7 +199,16 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
     """
     if regions is not None and labels is not None:
         raise ValueError("Give labels or regions to evaluate, not both.")
+    missing_predictions: List[str] = []
+    if chill and file_names is None:
+        references, predictions = image_files(ref_dir), image_files(pred_dir)
+        missing_predictions = sorted(references - predictions)
+        file_names = sorted(references & predictions)
+        if not file_names:
+            raise ValueError(f"{pred_dir} holds a prediction for none of the references in {ref_dir}"
+                             + _ending_hint(missing_predictions, predictions) + ".")
     names = pair_files(ref_dir, pred_dir, file_names)
+    pixels = all(image_ending(n) in NATURAL_2D_ENDINGS for n in names)
     if annotated_labels is not None:
         missing = [n for n in names if case_id(n) not in annotated_labels]
         if missing:
@@ -214,7 +234,10 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
                          "metrics": {class_key(c): dict(result["metrics"].get(c, both_empty)) for c in scored}})
     mean = {class_key(c): _class_means(per_case, class_key(c)) for c in chosen}
     summary: Dict[str, Any] = {"metric_per_case": per_case, "mean": mean, "foreground_mean": _foreground_mean(mean),
-                               "units": "voxels" if voxel_units else "mm", "empty_mask_rule": EMPTY_MASK_RULE}
+                               "units": "pixels" if pixels else "voxels" if voxel_units else "mm",
+                               "empty_mask_rule": EMPTY_MASK_RULE}
+    if chill:
+        summary["missing_predictions"] = missing_predictions
     if regions is not None:
         summary["region_names"] = {class_key(region): name for name, region in regions.items()}
     if annotated_labels is not None:
