@@ -12,7 +12,7 @@ from PIL import Image
 
 from nnunet_ext import gaze
 from nnunet_ext.cli import main
-from nnunet_ext.dataset_conversion.kvasir import split_ids
+from nnunet_ext.dataset_conversion.held_out import split_ids
 from nnunet_ext.gaze import gaze_labels
 
 

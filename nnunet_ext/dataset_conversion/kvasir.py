@@ -40,7 +40,6 @@ Every file goes through :class:`RawDatasetWriter` (validation, atomic folder, pa
 the pseudo-masks (the CRF is the slow part) run in a pool of ``-np`` workers, in case order.
 """
 import argparse
-import json
 import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -51,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from nnunet_ext import gaze
+from nnunet_ext.dataset_conversion.held_out import add_split_arguments, choose_split, split_settings
 from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
 
 CHANNEL_NAMES = {"0": "R", "1": "G", "2": "B"}
@@ -88,47 +88,6 @@ def require_masks(input_folder: str, cases: Dict[str, Tuple[str, Optional[str]]]
         raise ValueError(f"{len(without_mask)} {what} of {os.path.join(input_folder, 'images')} have no mask in "
                          f"{os.path.join(input_folder, 'masks')}: "
                          f"{', '.join(os.path.basename(cases[i][0]) for i in without_mask[:10])}")
-
-
-def split_ids(ids: Sequence[str], test_fraction: float = 0.2, seed: int = 0) -> Tuple[List[str], List[str]]:
-    """(train, test) ids: ``round(test_fraction · N)`` ids drawn with ``default_rng(seed)`` from the sorted ids."""
-    if not 0.0 <= test_fraction < 1.0:
-        raise ValueError(f"--test-fraction must be in [0, 1), got {test_fraction}")
-    ordered = sorted(ids)
-    num_test = int(round(test_fraction * len(ordered)))
-    chosen = set(np.random.default_rng(seed).permutation(len(ordered))[:num_test].tolist())
-    test = [case for i, case in enumerate(ordered) if i in chosen]
-    train = [case for i, case in enumerate(ordered) if i not in chosen]
-    if not train:
-        raise ValueError(f"no training image left: {len(ordered)} image(s) and --test-fraction {test_fraction}")
-    return train, test
-
-
-def read_split_file(path: str, ids: Sequence[str]) -> Tuple[List[str], List[str]]:
-    """(train, test) ids of a JSON split file ``{"train": [...], "test": [...]}`` or of the dataset.json of an
-    earlier conversion (its ``kvasir_split``); ids may carry an extension.
-
-    Every listed id must be an image of the release and in one list only; images listed nowhere are left out.
-    """
-    try:
-        with open(path) as f:
-            split = json.load(f)
-        if isinstance(split, dict) and SPLIT_KEY in split:
-            split = split[SPLIT_KEY]
-        train, test = ([gaze.image_key(str(i)) for i in split[key]] for key in ("train", "test"))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a split file {{\"train\": [ids], \"test\": [ids]}} ({type(e).__name__}: {e})") \
-            from None
-    unknown = sorted(set(train + test) - set(ids))
-    both = sorted(set(train) & set(test))
-    repeated = sorted({i for i in train + test if (train + test).count(i) > 1} - set(both))
-    if unknown or both or repeated:
-        problems = [f"{what}: {', '.join(values[:10])}" for what, values in
-                    (("not in the release", unknown), ("in both lists", both), ("listed twice", repeated)) if values]
-        raise ValueError(f"{path}: " + "; ".join(problems))
-    if not train:
-        raise ValueError(f"{path}: the train list is empty")
-    return sorted(train), sorted(test)
 
 
 @dataclass(frozen=True)
@@ -189,15 +148,7 @@ def convert_kvasir(input_folder: str, dataset_id: int, test_fraction: float = 0.
         if len(size) != 2 or min(size) < 1:
             raise ValueError(f"--resize needs two positive numbers, height and width; got {list(resize)}")
     cases = list_cases(input_folder, masks_optional=gaze_csv is not None)
-    if split_file is not None:
-        train, test = read_split_file(split_file, list(cases))
-        split_info = {"split_file": os.path.abspath(split_file)}
-    else:
-        train, test = split_ids(list(cases), test_fraction, seed)
-        split_info = {"test_fraction": test_fraction, "seed": seed,
-                      "rule": "round(test_fraction * N) ids drawn by numpy.random.default_rng(seed)"
-                              ".permutation over the sorted ids"}
-    split_info.update(num_train=len(train), num_test=len(test), train=train, test=test)
+    train, test, split_info = choose_split(list(cases), SPLIT_KEY, test_fraction, seed, split_file)
     if gaze_csv is not None:
         require_masks(input_folder, cases, test, "test image(s)")
     extra = {"name": "Kvasir-SEG", "reference": REFERENCE, SPLIT_KEY: split_info}
@@ -258,11 +209,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = __doc__.split("\n\n")[0]
     parser.add_argument("-i", "--input", required=True, help="Kvasir-SEG folder with images/<id>.jpg, masks/<id>.jpg")
     parser.add_argument("-d", "--dataset-id", type=int, required=True, help="nnU-Net dataset id, e.g. 810")
-    parser.add_argument("--test-fraction", type=float,
-                        help="share of the images drawn for the test set (default: 0.2)")
-    parser.add_argument("--seed", type=int, help="seed of the split (default: 0)")
-    parser.add_argument("--split-file", help='JSON {"train": [ids], "test": [ids]}, or the dataset.json of an '
-                                             'earlier conversion, instead of a drawn split')
+    add_split_arguments(parser)
     parser.add_argument("--gaze-csv", help="GazeMedSeg kvasir_fixation.csv: train on gaze pseudo-masks")
     gaze.add_gaze_setting_arguments(parser, "kvasir")
     parser.add_argument("--resize", type=int, nargs=2, metavar=("H", "W"),
@@ -274,13 +221,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     """Entry point of ``nnunet_ext convert kvasir``."""
-    if args.split_file is not None and (args.test_fraction is not None or args.seed is not None):
-        raise ValueError("--split-file replaces --test-fraction / --seed; give one or the other")
+    split = split_settings(args)
     if args.gaze_csv is None and (args.levels is not None or args.thresholds or args.sigma is not None):
         raise ValueError("--levels, --thresholds and --sigma need --gaze-csv")
-    convert_kvasir(args.input, args.dataset_id,
-                   test_fraction=0.2 if args.test_fraction is None else args.test_fraction,
-                   seed=0 if args.seed is None else args.seed,
-                   split_file=args.split_file, gaze_csv=args.gaze_csv, levels=args.levels,
+    convert_kvasir(args.input, args.dataset_id, **split, gaze_csv=args.gaze_csv, levels=args.levels,
                    thresholds=args.thresholds, sigma=args.sigma, name=args.name,
                    num_processes=args.num_processes, overwrite=args.overwrite, resize=args.resize)
