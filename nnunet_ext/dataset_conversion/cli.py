@@ -19,6 +19,12 @@ CONVERTERS: Dict[str, Tuple[str, str]] = {
     "nci_isbi": ("nnunet_ext.dataset_conversion.nci_isbi",
                  "NCI-ISBI 2013 prostate MRI (TCIA DICOM + NRRD labels) to 3-D volumes, or gazed 2-D slices with "
                  "gaze pseudo-masks"),
+    "brats": ("nnunet_ext.dataset_conversion.brats",
+              "BraTS 2018-2021 or 2023 brain tumour MR to four-channel volumes (T1, T1ce, T2, FLAIR) with the tumour "
+              "regions"),
+    "myops": ("nnunet_ext.dataset_conversion.myops",
+              "MyoPS cardiac MR (bSSFP, LGE, T2 co-registered) to three-channel volumes with LV, myocardium, RV, "
+              "edema and scar labels"),
 }
 """Converter name on the command line -> (module path, what it converts)."""
 
