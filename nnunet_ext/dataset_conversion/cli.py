@@ -22,6 +22,9 @@ CONVERTERS: Dict[str, Tuple[str, str]] = {
     "brats": ("nnunet_ext.dataset_conversion.brats",
               "BraTS 2018-2021 or 2023 brain tumour MR to four-channel volumes (T1, T1ce, T2, FLAIR) with the tumour "
               "regions"),
+    "mscmrseg": ("nnunet_ext.dataset_conversion.mscmrseg",
+                 "MS-CMRSeg 2019 cardiac MR (or MyoPS) to one dataset per sequence, the two sequences linked as "
+                 "partners (CMC)"),
     "myops": ("nnunet_ext.dataset_conversion.myops",
               "MyoPS cardiac MR (bSSFP, LGE, T2 co-registered) to three-channel volumes with LV, myocardium, RV, "
               "edema and scar labels"),
