@@ -19,6 +19,8 @@ CONVERTERS: Dict[str, Tuple[str, str]] = {
     "nci_isbi": ("nnunet_ext.dataset_conversion.nci_isbi",
                  "NCI-ISBI 2013 prostate MRI (TCIA DICOM + NRRD labels) to 3-D volumes, or gazed 2-D slices with "
                  "gaze pseudo-masks"),
+    "amos": ("nnunet_ext.dataset_conversion.amos",
+             "AMOS 2022 abdominal CT and MRI to two partner datasets with one label set (CMC)"),
     "brats": ("nnunet_ext.dataset_conversion.brats",
               "BraTS 2018-2021 or 2023 brain tumour MR to four-channel volumes (T1, T1ce, T2, FLAIR) with the tumour "
               "regions"),
