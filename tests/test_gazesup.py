@@ -329,7 +329,8 @@ def assert_export_is_the_mean_level_logit_rule(model: Path, image: Path, run_com
     The checkpoint is first shifted so that no other rule can pass: both levels' final biases move by the same
     amount, which puts the mean logit's zero crossing inside the image, and then by +8 and −8, which leaves the
     mean unchanged but makes level 1 alone say "all foreground" and level 2 alone "all background". Pixels whose
-    mean logit lies within 1e-3 of 0 are left out (the predictor sums the mirrored outputs in another order)."""
+    mean logit lies within 0.05 of 0 are left out: nnU-Net's predictor accumulates the logits in float16 (the
+    resolution near 8, the levels' logit size here, is 0.008)."""
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     from PIL import Image
@@ -358,8 +359,8 @@ def assert_export_is_the_mean_level_logit_rule(model: Path, image: Path, run_com
         for k, spread in enumerate((8.0, -8.0)):
             network.final_segmentation_layer(k).bias.add_(shift + spread)
     logit = mean_level_logit().numpy()
-    expected, decided = logit > 0, np.abs(logit) > 1e-3
-    assert 0.1 < expected.mean() < 0.9 and decided.mean() > 0.99
+    expected, decided = logit > 0, np.abs(logit) > 0.05
+    assert 0.1 < expected.mean() < 0.9 and decided.mean() > 0.8
     checkpoint["network_weights"] = network.state_dict()
     torch.save(checkpoint, model / "fold_0" / "checkpoint_shifted.pth")
     run_command("nnUNetv2_predict", "-i", str(image.parent), "-o", str(tmp_path / "shifted"), "-d", str(DATASET_ID),

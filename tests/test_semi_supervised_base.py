@@ -72,7 +72,10 @@ def test_loss_is_the_supervised_term_plus_the_weighted_unsupervised_terms(cls, d
 
 
 def consistency_gradients(trainer, names) -> dict:
-    """``{term: (gradient on the labeled inputs, gradient on the unlabeled inputs)}`` of one step's terms."""
+    """``{term: (gradient on the labeled inputs, gradient on the unlabeled inputs)}`` of one step's terms, at the
+    end of training, where UA-MT's certainty threshold keeps every voxel but the maximally uncertain ones (at the
+    start an untrained teacher can be uncertain everywhere, and a masked term then has no gradient at all)."""
+    trainer.optimizer_steps = trainer.num_epochs * trainer.num_iterations_per_epoch
     batches = trainer.next_batches(next(trainer.dataloader_train))
     labeled, channels = batches["labeled"]["data"], trainer.num_input_channels
     data = torch.cat((labeled[:, :channels], batches["unlabeled"]["data"])).requires_grad_(True)
