@@ -15,6 +15,8 @@ import sys
 import traceback
 from typing import List, Optional
 
+from nnunet_ext.help_format import DefaultsHelpFormatter
+
 SUBCOMMANDS = {
     "env": ("nnunet_ext.environment", "print the environment variables nnU-Net needs to find our trainers"),
     "demo": ("nnunet_ext.demo", "convert, plan, train, predict and evaluate on a small synthetic dataset"),
@@ -31,18 +33,6 @@ SUBCOMMANDS = {
 USER_ERRORS = (ValueError, OSError)
 """Exception types our code raises for bad input (``FileNotFoundError`` and friends are ``OSError``)."""
 PACKAGE_FOLDER = os.path.dirname(os.path.abspath(__file__))
-
-
-class DefaultsHelpFormatter(argparse.HelpFormatter):
-    """argparse's help with each option's default appended, as ``ArgumentDefaultsHelpFormatter`` does, except
-    where the help already says it or there is nothing to say (no default, a flag that is off)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if "default" in text.lower() or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
-            return text
-        default = " ".join(map(str, action.default)) if isinstance(action.default, (list, tuple)) else action.default
-        return f"{text} (default: {str(default).replace('%', '%%')})"
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ import argparse
 import importlib
 from typing import Dict, Tuple
 
-from nnunet_ext.cli import DefaultsHelpFormatter
+from nnunet_ext.help_format import DefaultsHelpFormatter
 
 CONVERTERS: Dict[str, Tuple[str, str]] = {
     "la": ("nnunet_ext.dataset_conversion.la2018",
