@@ -43,9 +43,9 @@ setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "medpy"],
         "gaze": ["pydensecrf2", "Pillow"],
-        "all": ["pytest", "pydensecrf2", "Pillow"],
+        "all": ["pytest", "medpy", "pydensecrf2", "Pillow"],
     },
     cmdclass={"build_py": BuildWithTrainerRegistration},
     entry_points={"console_scripts": ["nnunet_ext = nnunet_ext.cli:console_main"]},
