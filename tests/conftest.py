@@ -4,11 +4,14 @@ nnU-Net reads ``nnUNet_raw`` / ``nnUNet_preprocessed`` / ``nnUNet_results`` once
 first imported, so they are set here at import time, before any test module is collected. Tests that need
 an empty nnU-Net tree of their own pass the folders to our functions or run commands in subprocesses.
 """
+import contextlib
+import io
 import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -48,6 +51,21 @@ def require_shared(*relative_paths: str) -> Path:
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return require_shared()
+
+
+def converter(dataset: str) -> Callable[..., str]:
+    """``convert(raw, monkeypatch, *args)``: ``nnunet_ext convert <dataset> *args`` run in this process with
+    ``nnUNet_raw`` set to ``raw``; returns what it printed."""
+    from nnunet_ext.cli import main
+
+    def convert(raw: Path, monkeypatch, *args: str) -> str:
+        monkeypatch.setenv("nnUNet_raw", str(raw))
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            main(["convert", dataset, *args])
+        return printed.getvalue()
+
+    return convert
 
 
 @pytest.fixture(scope="session")

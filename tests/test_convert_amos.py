@@ -2,8 +2,6 @@
 examples as training scans (their label maps remapped to AMOS ids — spleen, kidneys, gall bladder, liver,
 stomach, pancreas, adrenal glands, bladder, prostate — the other structures set to background; each also flipped
 left-right as a second scan), and the real AMOS validation label amos_0013 with a synthetic image on its grid."""
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -11,8 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import require_shared
-from nnunet_ext.cli import main
+from conftest import converter, require_shared
 
 TOTALSEGMENTATOR_TO_AMOS = {1: 1, 2: 2, 3: 3, 4: 4, 5: 6, 6: 7, 7: 10, 8: 11, 9: 12, 21: 14, 22: 15}
 
@@ -61,12 +58,7 @@ def release(tmp_path_factory) -> Path:
     return folder
 
 
-def convert(raw: Path, monkeypatch, *args) -> str:
-    monkeypatch.setenv("nnUNet_raw", str(raw))
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        main(["convert", "amos", *args])
-    return printed.getvalue()
+convert = converter("amos")
 
 
 def cases(folder: Path, sub: str):

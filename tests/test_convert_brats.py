@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import require_shared
-from nnunet_ext.cli import main
+from conftest import converter, require_shared
 
 CASE_2018 = "Brats18_2013_6_1"
 CODES_2015_TO_2018 = {1: 1, 2: 2, 3: 1, 4: 4}
@@ -51,12 +50,7 @@ def release_2018(shared: Path, folder: Path, case: str = CASE_2018, seg: bool = 
     return case_folder
 
 
-def convert(raw: Path, monkeypatch, *args) -> str:
-    monkeypatch.setenv("nnUNet_raw", str(raw))
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        main(["convert", "brats", *args])
-    return printed.getvalue()
+convert = converter("brats")
 
 
 def names(folder: Path):

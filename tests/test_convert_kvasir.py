@@ -1,7 +1,5 @@
 """``nnunet_ext convert kvasir`` on 10 real Kvasir-SEG images (linked, not copied), with and without gaze
 pseudo-masks, plus the errors for broken inputs."""
-import contextlib
-import io
 import json
 import os
 from pathlib import Path
@@ -10,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import converter
 from nnunet_ext import gaze
-from nnunet_ext.cli import main
 from nnunet_ext.dataset_conversion.held_out import split_ids
 from nnunet_ext.gaze import gaze_labels
 
@@ -33,12 +31,7 @@ def release(shared_data, tmp_path_factory):
     return {"folder": folder, "ids": ids, "csv": csv_path, "source": source}
 
 
-def convert(raw: Path, monkeypatch, *args) -> str:
-    monkeypatch.setenv("nnUNet_raw", str(raw))
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        main(["convert", "kvasir", *args])
-    return printed.getvalue()
+convert = converter("kvasir")
 
 
 def names(folder: Path):

@@ -2,8 +2,6 @@
 the CycleMix split-folder LGE release (10 real subjects, ACDC label codes), and the challenge's release layout
 built from real MyoPS files renamed to ``patientN_{C0,DE}[_manual]`` (edema and scar written as myocardium 200,
 the challenge's codes)."""
-import contextlib
-import io
 import json
 from pathlib import Path
 
@@ -11,8 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import require_shared
-from nnunet_ext.cli import main
+from conftest import converter, require_shared
 
 
 @pytest.fixture(scope="module")
@@ -20,12 +17,7 @@ def shared() -> Path:
     return require_shared("MyoPS_multiseq/Train", "MSCMRSeg_LGE/MSCMR_dataset")
 
 
-def convert(raw: Path, monkeypatch, *args) -> str:
-    monkeypatch.setenv("nnUNet_raw", str(raw))
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        main(["convert", "mscmrseg", *args])
-    return printed.getvalue()
+convert = converter("mscmrseg")
 
 
 def cases(folder: Path, sub: str):

@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import require_shared
-from nnunet_ext.cli import main
+from conftest import converter, require_shared
 from nnunet_ext.dataset_conversion.held_out import split_ids
 from nnunet_ext.dataset_conversion.myops import LABEL_CODES
 
@@ -23,12 +22,7 @@ def source() -> Path:
     return require_shared("MyoPS_multiseq/Train") / "MyoPS_multiseq" / "Train"
 
 
-def convert(raw: Path, monkeypatch, *args) -> str:
-    monkeypatch.setenv("nnUNet_raw", str(raw))
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        main(["convert", "myops", *args])
-    return printed.getvalue()
+convert = converter("myops")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import require_shared
+from conftest import converter, require_shared
 from nnunet_ext import gaze
 from nnunet_ext.cli import main
 from nnunet_ext.dataset_conversion import nci_isbi
@@ -134,12 +134,7 @@ def download(real, tmp_path_factory):
     return root
 
 
-def convert(raw: Path, monkeypatch, *args) -> str:
-    monkeypatch.setenv("nnUNet_raw", str(raw))
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        main(["convert", "nci_isbi", *args])
-    return printed.getvalue()
+convert = converter("nci_isbi")
 
 
 def names(folder: Path):
