@@ -1,6 +1,11 @@
 """``nnunet_ext benchmark``: train-step time, peak memory and inference time of our trainers against stock nnU-Net,
 in one run.
 
+Steps are measured at the end of each trainer's schedule (its step counter set there before the warm-up), where
+every term of every method is on (CMC adds its unlabeled pairs from 0.7 of training). A trainer of two datasets
+(CMC) is also compared with the two stock trainers it replaces, one per dataset, each at its batch of that
+dataset: the sum of their step times and the larger of their peaks.
+
 For each trainer, the median wall time of ``train_step`` on batches from the real loaders (augmentation
 workers running, unlabeled stream included), after warm-up steps, and the peak memory of those measured steps:
 ``torch.cuda.max_memory_allocated`` on CUDA, the peak resident set size of the training process on the CPU (its
@@ -117,12 +122,18 @@ def measure_trainer(name: str, plans: dict, configuration: str, fold: str, datas
         torch.set_num_threads(os.cpu_count())
     trainer = load_trainer(name, plans, configuration, fold, dataset_json, device, batch_size)
     try:
+        if hasattr(trainer, "optimizer_steps"):
+            trainer.optimizer_steps = max(0, trainer.num_epochs * trainer.num_iterations_per_epoch - warmup - steps)
         seconds, peak = step_seconds(trainer, warmup, steps)
         total_batch = trainer.batch_size + sum(s.loader.batch_size for s in getattr(trainer, "streams", {}).values())
-        setup = (deepcopy(trainer.plans_manager.plans), deepcopy(predictor_dataset_json(trainer)))
+        result = {"step_s_median": seconds, "peak_memory_mb": peak, "total_batch": total_batch,
+                  "inference_setup": (deepcopy(trainer.plans_manager.plans), deepcopy(predictor_dataset_json(trainer)))}
+        partner = getattr(trainer, "partner_view", None)
+        if partner is not None:
+            result["partner_setup"] = (deepcopy(partner.plans_manager.plans), deepcopy(partner.dataset_json))
     finally:
         shut_down(trainer)
-    return {"step_s_median": seconds, "peak_memory_mb": peak, "total_batch": total_batch, "inference_setup": setup}
+    return result
 
 
 def measured_in_fresh_process(*args) -> Dict:
@@ -183,6 +194,7 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
         raise ValueError("Use at least 3 warm-up and 5 measured steps (--warmup, --steps).")
     from batchgenerators.utilities.file_and_folder_operations import join, load_json
     from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     from nnunet_ext.paths import dataset_name
 
@@ -195,17 +207,17 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
         torch.set_num_threads(os.cpu_count())
     inference_setups: Dict[str, Tuple[dict, dict]] = {}
 
-    def measure(name: str, batch_size: int = 0) -> Dict:
-        result = measured_in_fresh_process(name, plans, configuration, fold, dataset_json, device, batch_size,
+    def measure(name: str, batch_size: int = 0, setup: Tuple[dict, dict] = (plans, dataset_json)) -> Dict:
+        result = measured_in_fresh_process(name, setup[0], configuration, fold, setup[1], device, batch_size,
                                            warmup, steps)
         inference_setups.setdefault(name, result.pop("inference_setup"))
-        print(f"{name:40s} batch {result['total_batch']:3d}  step {result['step_s_median']:8.4f} s  "
-              f"peak {result['peak_memory_mb']:9.1f} MB", flush=True)
+        print(f"{name:40s} {setup[0]['dataset_name']:24s} batch {result['total_batch']:3d}  "
+              f"step {result['step_s_median']:8.4f} s  peak {result['peak_memory_mb']:9.1f} MB", flush=True)
         return result
 
     stock = measure(STOCK)
     results = {"device": describe_device(device), "configuration": configuration, "dataset": dataset,
-               "labeled_batch": plans["configurations"][configuration]["batch_size"],
+               "labeled_batch": PlansManager(plans).get_configuration(configuration).batch_size,
                "memory": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS of the training "
                          "process during the measured steps",
                "stock": {"same_labeled_batch": stock}, "trainers": {}}
@@ -225,9 +237,13 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
             "memory_ratio_same_total_batch": ours["peak_memory_mb"] / same_total["peak_memory_mb"],
             "total_batch": ours["total_batch"],
         }
+        if "partner_setup" in ours:
+            results["trainers"][name].update(two_modality_stock(ours, measure(STOCK, ours["total_batch"] // 2),
+                                                                measure(STOCK, ours["total_batch"] // 2,
+                                                                        ours["partner_setup"])))
 
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-    cases_folder = join(folder, plans["configurations"][configuration]["data_identifier"])
+    cases_folder = join(folder, PlansManager(plans).get_configuration(configuration).data_identifier)
     cases = infer_dataset_class(cases_folder)(cases_folder)
     case = torch.from_numpy(cases.load_case(cases.identifiers[0])[0][:])
     inference = inference_seconds(inference_setups, configuration, case, inference_repeats, device)
@@ -236,6 +252,16 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
         results["trainers"][name]["inference_s_median"] = inference[name]
         results["trainers"][name]["inference_ratio"] = inference[name] / inference[STOCK]
     return results
+
+
+def two_modality_stock(ours: Dict, primary: Dict, partner: Dict) -> Dict:
+    """A two-dataset trainer (CMC) against the two stock trainers it replaces, one per dataset, each at the
+    trainer's batch of that dataset (half its total): the sum of their step times, their larger peak memory."""
+    stock_seconds = primary["step_s_median"] + partner["step_s_median"]
+    stock_peak = max(primary["peak_memory_mb"], partner["peak_memory_mb"])
+    return {"stock_two_modalities": {"primary": primary, "partner": partner},
+            "ratio_two_stock_modalities": ours["step_s_median"] / stock_seconds,
+            "memory_ratio_two_stock_modalities": ours["peak_memory_mb"] / stock_peak}
 
 
 def describe_device(device: torch.device) -> str:
@@ -254,6 +280,10 @@ def print_table(results: Dict) -> None:
               f"{r['ratio_same_total_batch']:18.2f} {r['peak_memory_mb']:9.1f} "
               f"{r['memory_ratio_same_labeled_batch']:19.2f} {r['memory_ratio_same_total_batch']:17.2f} "
               f"{r['inference_ratio']:12.3f}")
+        if "ratio_two_stock_modalities" in r:
+            print(f"{'':32s} × the two stock trainers it replaces (one per dataset, batch {r['total_batch'] // 2} "
+                  f"each): step {r['ratio_two_stock_modalities']:.2f}, memory "
+                  f"{r['memory_ratio_two_stock_modalities']:.2f}")
 
 
 def run(args: argparse.Namespace) -> None:

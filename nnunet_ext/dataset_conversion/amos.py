@@ -29,6 +29,7 @@ import SimpleITK as sitk
 from nnunet_ext.dataset_conversion.label_codes import read_mapped_label
 from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
 from nnunet_ext.dataset_conversion.semisupervised import read_case_list
+from nnunet_ext.partners import PARTNER_KEY
 
 ORGANS = ("spleen", "right_kidney", "left_kidney", "gall_bladder", "esophagus", "liver", "stomach", "aorta",
           "postcava", "pancreas", "right_adrenal_gland", "left_adrenal_gland", "duodenum", "bladder",
@@ -38,7 +39,6 @@ MR_ANNOTATED = 13
 """The MRI scans annotate labels 1–13 only."""
 FILE_PATTERN = re.compile(r"amos_(\d{4})\.nii(\.gz)?")
 CT_IDS, MR_IDS = range(1, 501), range(501, 601)
-PARTNER_KEY = "nnunet_ext_partner"
 REFERENCE = ("Ji et al., AMOS: A large-scale abdominal multi-organ benchmark for versatile medical image "
              "segmentation, NeurIPS 2022")
 

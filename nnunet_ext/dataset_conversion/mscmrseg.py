@@ -35,6 +35,7 @@ import SimpleITK as sitk
 from nnunet_ext.dataset_conversion.held_out import add_split_arguments, choose_split, split_settings
 from nnunet_ext.dataset_conversion.label_codes import read_mapped_label
 from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
+from nnunet_ext.partners import PARTNER_KEY
 
 SEQUENCES = ("C0", "LGE", "T2")
 LABELS = {"background": 0, "lv_blood_pool": 1, "myocardium": 2, "rv_blood_pool": 3}
@@ -49,7 +50,6 @@ LAYOUTS = {
 }
 """Layout → (file pattern, its label codes → ours)."""
 SPLIT_KEY = "mscmrseg_split"
-PARTNER_KEY = "nnunet_ext_partner"
 REFERENCE = ("Zhuang, Multivariate mixture model for myocardial segmentation combining multi-source images, "
              "IEEE TPAMI 2019")
 

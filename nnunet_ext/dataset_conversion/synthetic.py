@@ -18,6 +18,7 @@ from scipy.ndimage import binary_dilation, binary_erosion, gaussian_filter
 
 from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
 from nnunet_ext.gaze.levels import gaze_labels
+from nnunet_ext.partners import PARTNER_KEY
 
 
 def synthetic_case(rng: np.random.Generator, shape: Sequence[int], spacing: Sequence[float],
@@ -139,3 +140,42 @@ def write_synthetic_gaze_dataset(dataset_id: int, name: str = "SyntheticGaze", n
             else:
                 writer.add_test_case(f"gaze_{i:03d}", [itk(image)], itk(mask), source="synthetic")
     return writer.final_folder
+
+
+PARTNER_MODALITIES = {"CT": {"spacing": (0.8, 0.8, 2.0), "shape": (20, 40, 40), "scale": 60.0, "offset": -40.0,
+                             "direction": (1, 0, 0, 0, 1, 0, 0, 0, 1)},
+                      "MRI": {"spacing": (1.2, 1.2, 1.2), "shape": (32, 28, 30), "scale": 150.0, "offset": 400.0,
+                              "direction": (-1, 0, 0, 0, 1, 0, 0, 0, -1)}}
+"""The two modalities of :func:`write_synthetic_partner_datasets`: their geometry (spacing (x, y, z), array shape
+(z, y, x), direction) and intensity scale and offset (CT-like values in HU, MR-like arbitrary units)."""
+
+
+def write_synthetic_partner_datasets(dataset_id: int, partner_id: int, num_labeled: int = 6,
+                                     num_unlabeled: int = 4, num_test: int = 2, seed: int = 0,
+                                     raw_root: Optional[str] = None, overwrite: bool = False) -> Tuple[str, str]:
+    """Write a synthetic "CT" dataset (``dataset_id``) and an unpaired "MRI" partner (``partner_id``) with the same
+    label set and different patients, spacing, size, orientation and intensity scale, each with labeled,
+    unlabeled and test cases, naming each other (``nnunet_ext_partner``); returns both folders."""
+    rng = np.random.default_rng(seed)
+    names = {"CT": f"Dataset{dataset_id:03d}_SynthCT", "MRI": f"Dataset{partner_id:03d}_SynthMR"}
+    folders = []
+    for (modality, settings), dataset, other in zip(PARTNER_MODALITIES.items(), (dataset_id, partner_id),
+                                                    ("MRI", "CT")):
+        writer = RawDatasetWriter(dataset, names[modality][len("DatasetXXX_"):], {"0": modality},
+                                  SYNTHETIC_LABEL_SETS["binary"][0], raw_root=raw_root, overwrite=overwrite,
+                                  extra_json={PARTNER_KEY: names[other]})
+        with writer:
+            for i in range(num_labeled + num_unlabeled + num_test):
+                image, label = synthetic_case(rng, settings["shape"], settings["spacing"])
+                image = sitk.Cast(image * settings["scale"] + settings["offset"], sitk.sitkFloat32)
+                for itk in (image, label):
+                    itk.SetDirection(settings["direction"])
+                case = f"{modality.lower()}_{i:03d}"
+                if i < num_labeled:
+                    writer.add_training_case(case, [image], label, source="synthetic")
+                elif i < num_labeled + num_unlabeled:
+                    writer.add_unlabeled_case(case, [image], label, source="synthetic")
+                else:
+                    writer.add_test_case(case, [image], label, source="synthetic")
+        folders.append(writer.final_folder)
+    return folders[0], folders[1]

@@ -14,6 +14,7 @@ public API with class objects (``extract_fingerprint_dataset``, ``plan_experimen
 - A raw dataset's patient-grouped ``splits_final.json`` (written by converters whose cases share patients,
   :mod:`nnunet_ext.splits`) reaches ``<nnUNet_preprocessed>/<Dataset>/`` through nnU-Net's planner; a split
   already there with other folds is refused before any work, with a message instead of nnU-Net's bare assertion.
+- ``--joint`` plans two partner datasets together (:mod:`nnunet_ext.planners.joint`, DESIGN.md §8.1).
 """
 import argparse
 import contextlib
@@ -48,7 +49,9 @@ from nnunetv2.utilities.label_handling.label_handling import get_labelmanager_cl
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from nnunetv2.utilities.utils import create_paths_fn, get_identifiers_from_splitted_dataset_folder
 
+from nnunet_ext.partners import check_partners
 from nnunet_ext.paths import UNLABELED_IMAGES_DIR, dataset_name, unlabeled_preprocessed_folder
+from nnunet_ext.planners.joint import plan_jointly
 from nnunet_ext.splits import check_existing_split
 
 DEFAULT_CONFIGURATIONS = ("2d", "3d_fullres", "3d_lowres")
@@ -469,6 +472,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-np", type=int, nargs="+", default=None,
                         help="Processes for preprocessing: one number, or one per configuration. Default: 8 for 2d, "
                              "4 for 3d_fullres, 8 for 3d_lowres and 4 for others. Lower it if RAM fills up.")
+    parser.add_argument("--joint", action="store_true",
+                        help="Plan two partner datasets (-d PRIMARY PARTNER, e.g. CT and MRI for nnUNetTrainerCMC) "
+                             "together: one spacing, patch size, network and batch size for both, each with its own "
+                             "intensities and normalisation. Train on the primary.")
     parser.add_argument("--verbose", action="store_true", help="Print a lot, for debugging.")
     parser.add_argument("--no_pbar", action="store_true", help="Disable progress bars.")
 
@@ -479,6 +486,9 @@ def run(args: argparse.Namespace) -> None:
     Every class name and every ``imagesTrUnlabeled/`` is checked before any work starts, so a mistake fails fast
     and leaves nothing behind.
     """
+    if args.joint and len(args.d) != 2:
+        raise ValueError(f"--joint plans two partner datasets (-d PRIMARY PARTNER), got {len(args.d)}: "
+                         f"{' '.join(map(str, args.d))}")
     planner_class = resolve_class(args.pl, ExperimentPlanner)
     fingerprint_extractor_class = resolve_class(args.fpe, DatasetFingerprintExtractor)
     check_stock_preprocessor(args.preprocessor_name)
@@ -487,6 +497,9 @@ def run(args: argparse.Namespace) -> None:
         raw_folder = join(nnUNet_raw, name)
         find_unlabeled_cases(raw_folder, load_json(join(raw_folder, "dataset.json")))
         check_existing_split(raw_folder, join(nnUNet_preprocessed, name))
+    if args.joint:
+        names = tuple(dataset_names[d] for d in args.d)
+        check_partners(names, tuple(load_json(join(nnUNet_raw, n, "dataset.json")) for n in names))
 
     print("Fingerprint extraction...")
     for d in args.d:
@@ -498,11 +511,18 @@ def run(args: argparse.Namespace) -> None:
         print("INFO: you are using nnU-Net's old default planner; nnU-Net recommends the residual encoder presets "
               "(-pl nnUNetPlannerResEncM/L/XL), see nnU-Net's documentation/resenc_presets.md.")
     plans_identifiers = {}
-    for d in args.d:
+    if args.joint:
         with _planner_safe_n_proc_da():
-            _, plans_identifiers[d] = plan_experiment_dataset(d, planner_class, args.gpu_memory_target,
-                                                              args.preprocessor_name, args.overwrite_target_spacing,
-                                                              args.overwrite_plans_name)
+            plans = plan_jointly(dataset_names[args.d[0]], dataset_names[args.d[1]], planner_class,
+                                 args.gpu_memory_target, args.preprocessor_name, args.overwrite_target_spacing,
+                                 args.overwrite_plans_name)
+        plans_identifiers = {d: p["plans_name"] for d, p in zip(args.d, plans)}
+    for d in args.d:
+        if not args.joint:
+            with _planner_safe_n_proc_da():
+                _, plans_identifiers[d] = plan_experiment_dataset(d, planner_class, args.gpu_memory_target,
+                                                                  args.preprocessor_name, args.overwrite_target_spacing,
+                                                                  args.overwrite_plans_name)
         plans_file = join(nnUNet_preprocessed, dataset_names[d], plans_identifiers[d] + ".json")
         check_plans_usable_by_stock_nnunet(plans_file)
 

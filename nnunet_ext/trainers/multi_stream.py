@@ -19,6 +19,9 @@ subclass overrides them.
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import torch
+from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+from nnunetv2.utilities.label_handling.label_handling import LabelManager
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import distributed as dist
 
 from nnunet_ext.data.streams import Stream, StreamSpec, build_stream
@@ -85,6 +88,21 @@ class nnUNetTrainerMultiStream(nnUNetTrainerLossTerms):
         """``weight`` times the sigmoid ramp-up at the current point of training (spec §1.1)."""
         return weight * sigmoid_rampup(self.training_fraction, self.consistency_rampup)
 
+    def training_transforms(self, configuration_manager: Optional[ConfigurationManager] = None,
+                            label_manager: Optional[LabelManager] = None) -> ComposeTransforms:
+        """The labeled stream's augmentation, as nnU-Net builds it in ``get_dataloaders``; with another dataset's
+        configuration and label manager (a partner's), the same augmentation with that dataset's normalisation
+        masks and labels."""
+        configuration_manager = configuration_manager or self.configuration_manager
+        label_manager = label_manager or self.label_manager
+        rotation, dummy_2d, _, mirror_axes = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        return self.get_training_transforms(
+            self.configuration_manager.patch_size, rotation, self._get_deep_supervision_scales(), mirror_axes,
+            dummy_2d, use_mask_for_norm=configuration_manager.use_mask_for_norm, is_cascaded=self.is_cascaded,
+            foreground_labels=label_manager.foreground_labels,
+            regions=label_manager.foreground_regions if label_manager.has_regions else None,
+            ignore_label=label_manager.ignore_label)
+
     def stream_specs(self) -> Sequence[StreamSpec]:
         """The method's streams besides nnU-Net's labeled one; built once, when the loaders start."""
         return ()
@@ -99,6 +117,16 @@ class nnUNetTrainerMultiStream(nnUNetTrainerLossTerms):
         if isinstance(value, (list, tuple)):
             return [v.to(self.device, non_blocking=True) for v in value]
         return value.to(self.device, non_blocking=True)
+
+    @staticmethod
+    def rows(output: TensorOrList, selection: slice) -> TensorOrList:
+        """The selected samples of a network output, target or deep-supervision list."""
+        return [o[selection] for o in output] if isinstance(output, (list, tuple)) else output[selection]
+
+    @staticmethod
+    def full_resolution(output: TensorOrList) -> torch.Tensor:
+        """The highest-resolution output of a (possibly deep-supervised) prediction or target."""
+        return output[0] if isinstance(output, (list, tuple)) else output
 
     def next_batches(self, labeled: Batch) -> Dict[str, Batch]:
         """``{'labeled': nnU-Net's batch, <name>: the next batch of each stream}`` (on the CPU)."""

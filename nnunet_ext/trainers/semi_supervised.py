@@ -86,16 +86,6 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainerMultiStream):
                 self.label_manager.foreground_labels, self.has_regions, self.configuration_manager.spacing))
         return transforms
 
-    def training_transforms(self) -> ComposeTransforms:
-        """The labeled stream's augmentation, as nnU-Net builds it in ``get_dataloaders``."""
-        rotation, dummy_2d, _, mirror_axes = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        return self.get_training_transforms(
-            self.configuration_manager.patch_size, rotation, self._get_deep_supervision_scales(), mirror_axes,
-            dummy_2d, use_mask_for_norm=self.configuration_manager.use_mask_for_norm, is_cascaded=self.is_cascaded,
-            foreground_labels=self.label_manager.foreground_labels,
-            regions=self.label_manager.foreground_regions if self.has_regions else None,
-            ignore_label=self.label_manager.ignore_label)
-
     def stream_specs(self) -> Sequence[StreamSpec]:
         """The unlabeled cases: same patch size and augmentation as the labeled stream, random positions."""
         initial_patch_size = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[2]
@@ -104,15 +94,9 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainerMultiStream):
                            self.training_transforms(), self.label_manager, self.configuration_manager.patch_size,
                            initial_patch_size, pin_memory=self.device.type == "cuda")]
 
-    @staticmethod
-    def full_resolution(output: NetworkOutput) -> torch.Tensor:
-        """The highest-resolution output of a (possibly deep-supervised) prediction or target."""
-        return output[0] if isinstance(output, (list, tuple)) else output
-
     def supervised_loss(self, output: NetworkOutput, target: NetworkOutput, num_labeled: int) -> torch.Tensor:
         """nnU-Net's own loss (deep supervision included) on the labeled part of the batch."""
-        labeled = [o[:num_labeled] for o in output] if isinstance(output, (list, tuple)) else output[:num_labeled]
-        return self.loss(labeled, target)
+        return self.loss(self.rows(output, slice(num_labeled)), target)
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return probabilities(logits, self.has_regions)

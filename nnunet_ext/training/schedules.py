@@ -23,3 +23,9 @@ def training_fraction(optimizer_steps: int, num_epochs: int, num_iterations_per_
     """Fraction of the planned optimizer steps already done, in [0, 1]."""
     total = max(1, num_epochs * num_iterations_per_epoch)
     return min(1.0, optimizer_steps / total)
+
+
+def cosine_rampdown(fraction: float) -> float:
+    """``½ (cos(π t) + 1)`` at ``t = fraction`` of training: 1 at the start, 0 at the end (CMC's weight of its
+    anatomical consistency, spec §1.5 (d))."""
+    return 0.5 * (math.cos(math.pi * float(np.clip(fraction, 0.0, 1.0))) + 1.0)

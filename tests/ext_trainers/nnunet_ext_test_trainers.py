@@ -7,7 +7,7 @@ import os
 
 import torch
 
-from nnunet_ext.trainers import (nnUNetTrainerDTC, nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_pure,
+from nnunet_ext.trainers import (nnUNetTrainerCMC, nnUNetTrainerDTC, nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_pure,
                                  nnUNetTrainerMeanTeacher, nnUNetTrainerUAMT, nnUNetTrainerUGMCL)
 
 
@@ -30,3 +30,4 @@ nnUNetTrainerDTC_smoke = _short(nnUNetTrainerDTC)
 nnUNetTrainerUGMCL_smoke = _short(nnUNetTrainerUGMCL)
 nnUNetTrainerGazeSup_smoke = _short(nnUNetTrainerGazeSup)
 nnUNetTrainerGazeSup_pure_smoke = _short(nnUNetTrainerGazeSup_pure)
+nnUNetTrainerCMC_smoke = _short(nnUNetTrainerCMC)

@@ -1,0 +1,191 @@
+"""CMC, cross-modality collaboration (Zhou et al., MICCAI 2024): one segmentation network learns from two unpaired,
+unregistered modalities with few labels in each (spec §1, fixed reading §1.10, mapping §1.11; DESIGN.md §8.1).
+
+The two modalities are two nnU-Net datasets planned jointly (``nnunet_ext plan_and_preprocess -d PRIMARY PARTNER
+--joint``): the primary, on which ``nnUNetv2_train`` is started, and its partner. Each step draws four streams:
+
+* ``labeled``: the primary's labeled training cases of the fold (nnU-Net's own loader);
+* ``partner_labeled``: the partner's labeled cases of the same fold of *its own* split (nnU-Net's rule: its
+  ``splits_final.json``, created as nnU-Net creates one if absent), with its own normalisation masks;
+* ``unlabeled`` and ``partner_unlabeled``: both datasets' ``imagesTrUnlabeled`` cases, at uniformly random patch
+  positions, never label-guided (spec §1.9-5).
+
+Primary and partner patches are paired by batch index and pass through one :class:`CrossModalityUNet` (shared
+weights; channel attention on each bottleneck; the sigmoid fusion gate). The objective (§1.10) is
+
+    L = ½ (L_sup(primary) + L_sup(partner))                                   nnU-Net's Dice + CE, deep supervision
+        + [t ≥ t₀] (λ_CSC(t) · L_CSC(f_p, f_q) + λ_CAC(t) · L_CAC(p_p, p_q))   on the unlabeled pairs, with gradients
+
+with ``t`` the fraction of training done, ``t₀ = unsupervised_start = 0.7`` (the code's epoch 350 of 500),
+``λ_CSC = csc_weight · exp(−5 (1 − t)²)`` and ``λ_CAC = cac_weight · ½ (cos πt + 1)``; CSC is the channel-wise
+NT-Xent (τ = 0.5) on the raw encoder bottlenecks, CAC one minus the soft Dice of the two modalities' softmax at
+full resolution (:mod:`nnunet_ext.losses.cross_modality`). Before ``t₀`` the unlabeled streams are not passed
+through the network. A fraction ``self_pairing_probability`` of the pairs is self-paired, the partner policy of
+inference.
+
+``nnUNetv2_predict -d PRIMARY`` and ``-d PARTNER`` both work with the stock predictor: the trainer also writes the
+partner's results folder (its plans.json, dataset.json and fingerprint, the checkpoints, and the final
+validation on the partner's validation cases), so each modality is predicted with its own normalisation.
+"""
+import os
+import shutil
+from os.path import basename, join
+from typing import Dict, Optional, Sequence
+
+import torch
+from batchgenerators.utilities.file_and_folder_operations import save_json
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_ext.data.streams import StreamSpec
+from nnunet_ext.losses import probabilities
+from nnunet_ext.losses.cross_modality import channel_contrastive_loss, soft_dice_disagreement
+from nnunet_ext.networks import CrossModalityUNet
+from nnunet_ext.partners import partner_of
+from nnunet_ext.paths import unlabeled_preprocessed_folder
+from nnunet_ext.trainers.loss_terms import PARTIAL_SUFFIX
+from nnunet_ext.trainers.multi_stream import Batch, nnUNetTrainerMultiStream
+from nnunet_ext.training.schedules import cosine_rampdown, sigmoid_rampup
+
+PARTNER_LABELED, UNLABELED, PARTNER_UNLABELED = "partner_labeled", "unlabeled", "partner_unlabeled"
+LATEST_CHECKPOINT = "checkpoint_latest.pth"
+PROGRESS_PLOT = "progress.png"
+
+
+class nnUNetTrainerCMC(nnUNetTrainerMultiStream):
+    """CMC: one network for two unpaired modalities (a primary and its partner dataset), supervised on both
+    labeled subsets and made consistent across modalities on their unlabeled cases (CSC and CAC)."""
+
+    unlabeled_batch_size: Optional[int] = None
+    """Unlabeled patches per modality and step over all DDP ranks; ``None``: as many as labeled ones."""
+    unsupervised_start: float = 0.7
+    """Fraction of training from which CSC and CAC are added (the code's epoch 350 of 500)."""
+    csc_weight: float = 1.0
+    cac_weight: float = 1.0
+    temperature: float = 0.5
+    """τ of CSC's NT-Xent."""
+    self_pairing_probability: float = 0.5
+    """Probability that a training pair is self-paired, the partner policy of ``forward(x)`` at inference."""
+    logged_terms = ("loss_supervised_primary", "loss_supervised_partner", "loss_csc", "loss_cac", "weight_csc",
+                    "weight_cac")
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.partner_view: Optional[nnUNetTrainerCMC] = None
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True) -> torch.nn.Module:
+        """The plans' U-Net with CMC's bottleneck fusion; also what the predictor builds (for either dataset)."""
+        return CrossModalityUNet(nnUNetTrainer.build_network_architecture(
+            plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision))
+
+    def initialize(self) -> None:
+        """Find the partner (refusing to start on it), then nnU-Net's initialisation."""
+        if self.is_cascaded:
+            raise NotImplementedError(f"{type(self).__name__} cannot train the cascade configuration "
+                                      f"{self.configuration_name}: train 3d_fullres, 3d_lowres or 2d.")
+        partner_plans, partner_json = partner_of(self.plans_manager.plans, self.dataset_json, self.configuration_name)
+        self.partner_view = type(self)(dict(partner_plans, continue_training=False), self.configuration_name,
+                                       self.fold, partner_json, self.device)
+        super().initialize()
+
+    def stream_specs(self) -> Sequence[StreamSpec]:
+        """The partner's labeled cases of this fold, and both datasets' unlabeled cases (random positions)."""
+        partner = self.partner_view
+        initial_patch_size = self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()[2]
+        unlabeled = self.batch_size if self.unlabeled_batch_size is None else self.per_rank(self.unlabeled_batch_size)
+        partner_transforms = self.training_transforms(partner.configuration_manager, partner.label_manager)
+        shared = {"patch_size": self.configuration_manager.patch_size, "initial_patch_size": initial_patch_size,
+                  "pin_memory": self.device.type == "cuda"}
+        return [StreamSpec(PARTNER_LABELED, partner.preprocessed_dataset_folder, self.batch_size, partner_transforms,
+                           partner.label_manager, identifiers=partner.do_split()[0], with_targets=True,
+                           oversample_foreground_percent=self.oversample_foreground_percent, **shared),
+                StreamSpec(UNLABELED, unlabeled_preprocessed_folder(self.preprocessed_dataset_folder), unlabeled,
+                           self.training_transforms(), self.label_manager, **shared),
+                StreamSpec(PARTNER_UNLABELED, unlabeled_preprocessed_folder(partner.preprocessed_dataset_folder),
+                           unlabeled, partner_transforms, partner.label_manager, **shared)]
+
+    @property
+    def unsupervised_active(self) -> bool:
+        return self.training_fraction >= self.unsupervised_start
+
+    def unsupervised_weights(self) -> Dict[str, float]:
+        """λ_CSC (sigmoid ramp-up over the run) and λ_CAC (cosine ramp-down) now (spec §1.5 (d))."""
+        return {"weight_csc": self.csc_weight * sigmoid_rampup(self.training_fraction),
+                "weight_cac": self.cac_weight * cosine_rampdown(self.training_fraction)}
+
+    def compute_terms(self, batches: Dict[str, Batch]) -> Dict[str, torch.Tensor]:
+        primary = self.to_device(batches["labeled"]["data"])
+        partner = self.to_device(batches[PARTNER_LABELED]["data"])
+        num_labeled = primary.shape[0]
+        if self.unsupervised_active:
+            primary = torch.cat((primary, self.to_device(batches[UNLABELED]["data"])))
+            partner = torch.cat((partner, self.to_device(batches[PARTNER_UNLABELED]["data"])))
+        self_paired = torch.rand(primary.shape[0], device=self.device) < self.self_pairing_probability
+        f_primary, f_partner, out_primary, out_partner = self.network(primary, partner, self_paired)
+        terms = {"loss_supervised_primary": self.loss(self.rows(out_primary, slice(num_labeled)),
+                                                      self.to_device(batches["labeled"]["target"])),
+                 "loss_supervised_partner": self.loss(self.rows(out_partner, slice(num_labeled)),
+                                                      self.to_device(batches[PARTNER_LABELED]["target"]))}
+        terms["loss"] = 0.5 * (terms["loss_supervised_primary"] + terms["loss_supervised_partner"])
+        if self.unsupervised_active:
+            has_regions = self.label_manager.has_regions
+            weights = self.unsupervised_weights()
+            terms["loss_csc"] = channel_contrastive_loss(f_primary[num_labeled:], f_partner[num_labeled:],
+                                                         self.temperature)
+            unlabeled = slice(num_labeled, None)
+            terms["loss_cac"] = soft_dice_disagreement(
+                probabilities(self.full_resolution(self.rows(out_primary, unlabeled)), has_regions),
+                probabilities(self.full_resolution(self.rows(out_partner, unlabeled)), has_regions))
+            terms["loss"] = terms["loss"] + weights["weight_csc"] * terms["loss_csc"] + \
+                weights["weight_cac"] * terms["loss_cac"]
+            terms.update({k: torch.tensor(v) for k, v in weights.items()})
+        return terms
+
+    def on_train_start(self) -> None:
+        """nnU-Net's start, plus the partner's results folder: its plans.json, dataset.json and fingerprint."""
+        super().on_train_start()
+        partner = self.partner_view
+        if self.local_rank == 0:
+            os.makedirs(partner.output_folder, exist_ok=True)
+            save_json(partner.plans_manager.plans, join(partner.output_folder_base, "plans.json"), sort_keys=False)
+            save_json(partner.inference_dataset_json(), join(partner.output_folder_base, "dataset.json"),
+                      sort_keys=False)
+            shutil.copy(join(partner.preprocessed_dataset_folder_base, "dataset_fingerprint.json"),
+                        join(partner.output_folder_base, "dataset_fingerprint.json"))
+
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, and the same checkpoint in the partner's results folder with the partner's
+        plans and dataset.json as its ``init_args`` (written atomically too), beside a copy of ``progress.png``
+        (the one training's curves; ``nnUNetv2_export_model_to_zip`` expects it in every fold)."""
+        super().save_checkpoint(filename)
+        if self.local_rank != 0 or self.disable_checkpointing or self.partner_view is None:
+            return
+        checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
+        checkpoint["init_args"] = self.partner_view.my_init_kwargs
+        target = join(self.partner_view.output_folder, basename(filename))
+        torch.save(checkpoint, target + PARTIAL_SUFFIX)
+        os.replace(target + PARTIAL_SUFFIX, target)
+        progress = join(self.output_folder, PROGRESS_PLOT)
+        if os.path.isfile(progress):
+            shutil.copy(progress, join(self.partner_view.output_folder, PROGRESS_PLOT))
+
+    def on_train_end(self) -> None:
+        """nnU-Net's end (final checkpoint, ``checkpoint_latest`` removed), mirrored in the partner's folder."""
+        super().on_train_end()
+        latest = join(self.partner_view.output_folder, LATEST_CHECKPOINT)
+        if self.local_rank == 0 and os.path.isfile(latest):
+            os.remove(latest)
+
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        """nnU-Net's final validation on the primary's validation cases, then on the partner's (in its results
+        folder, with its preprocessed data and ground truth), both through the inference partner policy."""
+        super().perform_actual_validation(save_probabilities)
+        partner = self.partner_view
+        if partner is None:
+            return
+        partner.network, partner.batch_size = self.network, self.batch_size
+        partner.inference_allowed_mirroring_axes = self.inference_allowed_mirroring_axes
+        partner.perform_actual_validation(save_probabilities)
