@@ -128,6 +128,20 @@ def test_joint_planning_refuses_datasets_that_cannot_train_one_model(partners, n
         nnunet_ext(["plan_and_preprocess", "-d", str(CT_ID), "--joint"])
 
 
+def test_partners_need_one_channel_count_and_a_planned_partner():
+    from nnunet_ext.partners import label_set_problems, partner_of
+    labels = {"background": 0, "organ": 1}
+    problems = label_set_problems(("A", "B"), ({"labels": labels, "channel_names": {"0": "CT"}},
+                                               {"labels": labels, "channel_names": {"0": "T1", "1": "T2"}}))
+    assert problems == ["their channel counts differ (A: 1; B: 2)"]
+    plans = {"dataset_name": "Dataset990_A", "plans_name": "nnUNetPlans",
+             "nnunet_ext_joint": {"primary": "Dataset990_A", "partner": "Dataset991_NotPlanned"}}
+    with pytest.raises(FileNotFoundError, match="partner Dataset991_NotPlanned of Dataset990_A has no plans"):
+        partner_of(plans, {"labels": labels}, "2d")
+    with pytest.raises(ValueError, match="were not planned jointly"):
+        partner_of({"dataset_name": "Dataset990_A", "plans_name": "nnUNetPlans"}, {"labels": labels}, "2d")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the trainer, in this process
 # ----------------------------------------------------------------------------------------------------------------
