@@ -2,6 +2,7 @@
 intensities): joint planning, the loss terms against hand computations, gradients of both unsupervised terms into
 the shared encoder, the streams, ``nnUNetv2_train`` / ``--c``, the partner's results folder with its own
 normalisation, stock ``nnUNetv2_predict`` on both test sets, ``find_best_configuration`` and evaluation."""
+import importlib
 import json
 import math
 import os
@@ -51,6 +52,17 @@ def test_csc_is_nt_xent_over_channels():
     same = float(channel_contrastive_loss(torch.tensor(f_a), torch.tensor(f_a)))
     swapped = float(channel_contrastive_loss(torch.tensor(f_a), torch.tensor(f_a[:, ::-1].copy())))
     assert same < swapped, "the positive of a channel is the same channel of the other modality"
+
+
+def test_sorted_csc_compares_activation_distributions_wherever_they_lie():
+    rng = np.random.default_rng(2)
+    f_a, f_b = torch.tensor(rng.normal(size=(2, 4, 6, 5))), torch.tensor(rng.normal(size=(2, 4, 6, 5)))
+    by_hand = channel_contrastive_loss(f_a.flatten(2).sort(-1).values, f_b.flatten(2).sort(-1).values)
+    assert float(channel_contrastive_loss(f_a, f_b, sort_values=True)) == pytest.approx(float(by_hand), rel=1e-6)
+    moved = torch.roll(f_b, shifts=(2, 3), dims=(2, 3))
+    assert float(channel_contrastive_loss(f_a, moved, sort_values=True)) == pytest.approx(
+        float(channel_contrastive_loss(f_a, f_b, sort_values=True)), rel=1e-6)
+    assert float(channel_contrastive_loss(f_a, moved)) != pytest.approx(float(channel_contrastive_loss(f_a, f_b)))
 
 
 def test_cac_is_one_minus_the_soft_dice_of_probabilities():
@@ -208,6 +220,30 @@ def test_loss_terms_compose_and_both_unsupervised_terms_reach_the_shared_encoder
             assert sum(float(g.abs().sum()) for g in gradients if g is not None) > 0, name
     finally:
         finish(trainer)
+
+
+def test_csc_on_all_pairs_and_cac_as_mse(partners, monkeypatch):
+    module = importlib.import_module("nnunet_ext.trainers.nnUNetTrainerCMC")
+    seen = {}
+
+    def recording(name, function):
+        def record(a, b, *args):
+            seen[name] = (a.shape[0], function(a, b, *args))
+            return seen[name][1]
+        return record
+
+    monkeypatch.setattr(module, "channel_contrastive_loss", recording("csc", channel_contrastive_loss))
+    monkeypatch.setattr(module, "mean_squared_error", recording("cac", module.mean_squared_error))
+    trainer = trainer_on(partners, CT_ID, unsupervised_start=0.0, csc_on="all", cac_distance="mse")
+    try:
+        terms = trainer.compute_terms(trainer.next_batches(next(trainer.dataloader_train)))
+        assert seen["csc"][0] == 2 * trainer.batch_size, "labeled and unlabeled pairs"
+        assert seen["cac"][0] == trainer.batch_size, "unlabeled pairs only"
+        assert float(terms["loss_cac"]) == float(seen["cac"][1]) > 0
+    finally:
+        finish(trainer)
+    with pytest.raises(ValueError, match="cac_distance must be one of"):
+        trainer_on(partners, CT_ID, start_loaders=False, cac_distance="l1")
 
 
 def test_before_the_start_only_the_supervised_terms_are_computed(partners):

@@ -1,5 +1,5 @@
 """Every nnunet_ext trainer, importable as ``from nnunet_ext.trainers import nnUNetTrainerDTC``."""
-from nnunet_ext.trainers.nnUNetTrainerCMC import nnUNetTrainerCMC
+from nnunet_ext.trainers.nnUNetTrainerCMC import nnUNetTrainerCMC, nnUNetTrainerCMC_mseCAC, nnUNetTrainerCMC_sortedCSC
 from nnunet_ext.trainers.nnUNetTrainerDTC import nnUNetTrainerDTC, nnUNetTrainerDTC_dropout, nnUNetTrainerDTC_paper
 from nnunet_ext.trainers.nnUNetTrainerGazeSup import (nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_flipsOnly,
                                                       nnUNetTrainerGazeSup_paper, nnUNetTrainerGazeSup_pure)
@@ -13,4 +13,5 @@ __all__ = ["nnUNetTrainerMeanTeacher", "nnUNetTrainerUAMT", "nnUNetTrainerDTC", 
            "nnUNetTrainerMeanTeacher_dropout", "nnUNetTrainerDTC_dropout", "nnUNetTrainerUGMCL_unlabeledConsistency",
            "nnUNetTrainerMeanTeacher_paper", "nnUNetTrainerUAMT_paper", "nnUNetTrainerDTC_paper",
            "nnUNetTrainerUGMCL_paper", "nnUNetTrainerGazeSup", "nnUNetTrainerGazeSup_pure",
-           "nnUNetTrainerGazeSup_flipsOnly", "nnUNetTrainerGazeSup_paper", "nnUNetTrainerCMC"]
+           "nnUNetTrainerGazeSup_flipsOnly", "nnUNetTrainerGazeSup_paper", "nnUNetTrainerCMC",
+           "nnUNetTrainerCMC_sortedCSC", "nnUNetTrainerCMC_mseCAC"]

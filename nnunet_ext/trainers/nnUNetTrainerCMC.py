@@ -21,7 +21,9 @@ with ``t`` the fraction of training done, ``t₀ = unsupervised_start = 0.7`` (t
 NT-Xent (τ = 0.5) on the raw encoder bottlenecks, CAC one minus the soft Dice of the two modalities' softmax at
 full resolution (:mod:`nnunet_ext.losses.cross_modality`). Before ``t₀`` the unlabeled streams are not passed
 through the network. A fraction ``self_pairing_probability`` of the pairs is self-paired, the partner policy of
-inference.
+inference. Variants: ``nnUNetTrainerCMC_sortedCSC`` (CSC on each channel's sorted values, insensitive to
+where unregistered structures lie), ``nnUNetTrainerCMC_mseCAC`` (CAC as the 2024 version's squared difference);
+``csc_on = "all"`` adds the labeled pairs to CSC.
 
 ``nnUNetv2_predict -d PRIMARY`` and ``-d PARTNER`` both work with the stock predictor: the trainer also writes the
 partner's results folder (its plans.json, dataset.json and fingerprint, the checkpoints, and the final
@@ -38,7 +40,7 @@ from batchgenerators.utilities.file_and_folder_operations import save_json
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.data.streams import StreamSpec
-from nnunet_ext.losses import probabilities
+from nnunet_ext.losses import mean_squared_error, probabilities
 from nnunet_ext.losses.cross_modality import channel_contrastive_loss, soft_dice_disagreement
 from nnunet_ext.networks import CrossModalityUNet
 from nnunet_ext.partners import partner_of
@@ -64,6 +66,14 @@ class nnUNetTrainerCMC(nnUNetTrainerMultiStream):
     cac_weight: float = 1.0
     temperature: float = 0.5
     """τ of CSC's NT-Xent."""
+    csc_on: str = "unlabeled"
+    """Which pairs CSC covers: ``"unlabeled"`` (the code) or ``"all"`` (labeled pairs too)."""
+    csc_sorted: bool = False
+    """Compare each channel's sorted values (its activation distribution) instead of its map, for unregistered
+    pairs (``nnUNetTrainerCMC_sortedCSC``)."""
+    cac_distance: str = "dice"
+    """CAC as ``"dice"`` (1 − soft Dice, the fixed reading) or ``"mse"`` (mean squared difference of the
+    probabilities, the 2024 version's; ``nnUNetTrainerCMC_mseCAC``)."""
     self_pairing_probability: float = 0.5
     """Probability that a training pair is self-paired, the partner policy of ``forward(x)`` at inference."""
     logged_terms = ("loss_supervised_primary", "loss_supervised_partner", "loss_csc", "loss_cac", "weight_csc",
@@ -72,6 +82,8 @@ class nnUNetTrainerCMC(nnUNetTrainerMultiStream):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
+        self.require_option("csc_on", ("unlabeled", "all"))
+        self.require_option("cac_distance", ("dice", "mse"))
         self.partner_view: Optional[nnUNetTrainerCMC] = None
 
     @classmethod
@@ -133,12 +145,14 @@ class nnUNetTrainerCMC(nnUNetTrainerMultiStream):
         if self.unsupervised_active:
             has_regions = self.label_manager.has_regions
             weights = self.unsupervised_weights()
-            terms["loss_csc"] = channel_contrastive_loss(f_primary[num_labeled:], f_partner[num_labeled:],
-                                                         self.temperature)
+            csc_pairs = slice(0 if self.csc_on == "all" else num_labeled, None)
+            terms["loss_csc"] = channel_contrastive_loss(f_primary[csc_pairs], f_partner[csc_pairs],
+                                                         self.temperature, self.csc_sorted)
             unlabeled = slice(num_labeled, None)
-            terms["loss_cac"] = soft_dice_disagreement(
-                probabilities(self.full_resolution(self.rows(out_primary, unlabeled)), has_regions),
-                probabilities(self.full_resolution(self.rows(out_partner, unlabeled)), has_regions))
+            p_primary, p_partner = (probabilities(self.full_resolution(self.rows(o, unlabeled)), has_regions)
+                                    for o in (out_primary, out_partner))
+            terms["loss_cac"] = soft_dice_disagreement(p_primary, p_partner) if self.cac_distance == "dice" else \
+                mean_squared_error(p_primary, p_partner)
             terms["loss"] = terms["loss"] + weights["weight_csc"] * terms["loss_csc"] + \
                 weights["weight_cac"] * terms["loss_cac"]
             terms.update({k: torch.tensor(v) for k, v in weights.items()})
@@ -189,3 +203,17 @@ class nnUNetTrainerCMC(nnUNetTrainerMultiStream):
         partner.network, partner.batch_size = self.network, self.batch_size
         partner.inference_allowed_mirroring_axes = self.inference_allowed_mirroring_axes
         partner.perform_actual_validation(save_probabilities)
+
+
+class nnUNetTrainerCMC_sortedCSC(nnUNetTrainerCMC):
+    """CMC whose CSC compares the sorted values of each channel (its activation distribution), which does not
+    depend on where the two unregistered images' structures lie (spec §1.5 (b), a suggestion)."""
+
+    csc_sorted = True
+
+
+class nnUNetTrainerCMC_mseCAC(nnUNetTrainerCMC):
+    """CMC with CAC as the mean squared difference of the two modalities' probabilities (the 2024 version's
+    anatomical term) instead of 1 − soft Dice."""
+
+    cac_distance = "mse"
