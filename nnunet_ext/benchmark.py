@@ -203,6 +203,7 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
     if batch_size:
         plans["configurations"][configuration]["batch_size"] = batch_size
     dataset_json = load_json(join(folder, "dataset.json"))
+    configuration_manager = PlansManager(plans).get_configuration(configuration)
     if device.type == "cpu":
         torch.set_num_threads(os.cpu_count())
     inference_setups: Dict[str, Tuple[dict, dict]] = {}
@@ -217,7 +218,7 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
 
     stock = measure(STOCK)
     results = {"device": describe_device(device), "configuration": configuration, "dataset": dataset,
-               "labeled_batch": PlansManager(plans).get_configuration(configuration).batch_size,
+               "labeled_batch": configuration_manager.batch_size,
                "memory": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS of the training "
                          "process during the measured steps",
                "stock": {"same_labeled_batch": stock}, "trainers": {}}
@@ -243,7 +244,7 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
                                                                         ours["partner_setup"])))
 
     from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-    cases_folder = join(folder, PlansManager(plans).get_configuration(configuration).data_identifier)
+    cases_folder = join(folder, configuration_manager.data_identifier)
     cases = infer_dataset_class(cases_folder)(cases_folder)
     case = torch.from_numpy(cases.load_case(cases.identifiers[0])[0][:])
     inference = inference_seconds(inference_setups, configuration, case, inference_repeats, device)

@@ -102,12 +102,17 @@ def budgeted_run(work: str, trainers: Sequence[str], iterations: int, iterations
     return BudgetedRun(epochs, per_epoch, variants, pipeline_environment(work, variants_folder))
 
 
-def plans_with_batch_size(preprocessed_dataset: str, batch_size: int, configuration: str) -> str:
-    """Write a copy of nnUNetPlans with another batch size (same data) and return its identifier."""
+def plans_with_batch_size(preprocessed_dataset: str, batch_size: int, configuration: str,
+                          patch_size: Optional[Sequence[int]] = None) -> str:
+    """Write a copy of nnUNetPlans with another batch size (0: the plans') and, if given, another patch size
+    (same data, same network) and return its identifier, ``nnUNetPlansBudget``."""
     with open(os.path.join(preprocessed_dataset, "nnUNetPlans.json")) as f:
         plans = json.load(f)
     plans["plans_name"] = "nnUNetPlansBudget"
-    plans["configurations"][configuration]["batch_size"] = batch_size
+    if batch_size:
+        plans["configurations"][configuration]["batch_size"] = batch_size
+    if patch_size:
+        plans["configurations"][configuration]["patch_size"] = list(patch_size)
     with open(os.path.join(preprocessed_dataset, "nnUNetPlansBudget.json"), "w") as f:
         json.dump(plans, f, indent=1)
     return "nnUNetPlansBudget"

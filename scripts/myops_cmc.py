@@ -17,7 +17,8 @@ import math
 import os
 from typing import Dict, List
 
-from nnunet_ext.pipeline import STOCK_TRAINER, budgeted_run, console_script, nnunet_ext_command, run_step
+from nnunet_ext.pipeline import (STOCK_TRAINER, budgeted_run, console_script, nnunet_ext_command,
+                                 plans_with_batch_size, run_step)
 
 CMC = "nnUNetTrainerCMC"
 SEQUENCES = ("C0", "LGE")
@@ -45,20 +46,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--disable-tta", action="store_true", help="predict without mirroring (faster on a CPU)")
     parser.add_argument("-d", "--dataset-id", type=int, default=703, help="id of the C0 dataset; LGE gets the next")
     return parser.parse_args()
-
-
-def budget_plans(preprocessed: str, batch_size: int, patch_size: List[int]) -> str:
-    """A copy of the joint plans with another 2d batch and patch size, as ``nnUNetPlansBudget`` (same preprocessed
-    data, same network); written alike for both datasets, so they stay joint."""
-    with open(os.path.join(preprocessed, "nnUNetPlans.json")) as f:
-        plans = json.load(f)
-    plans["plans_name"] = "nnUNetPlansBudget"
-    configuration = plans["configurations"]["2d"]
-    configuration["batch_size"] = batch_size or configuration["batch_size"]
-    configuration["patch_size"] = patch_size or configuration["patch_size"]
-    with open(os.path.join(preprocessed, "nnUNetPlansBudget.json"), "w") as f:
-        json.dump(plans, f, indent=1)
-    return "nnUNetPlansBudget"
 
 
 def per_case_dice(summary_file: str) -> Dict[str, Dict[str, float]]:
@@ -97,8 +84,8 @@ def main() -> None:
     plans = "nnUNetPlans"
     if args.plans_batch_size or args.patch_size:
         for s in SEQUENCES:
-            plans = budget_plans(os.path.join(env["nnUNet_preprocessed"], names[s]), args.plans_batch_size,
-                                 args.patch_size)
+            plans = plans_with_batch_size(os.path.join(env["nnUNet_preprocessed"], names[s]),
+                                          args.plans_batch_size, "2d", args.patch_size)
     resume = ["--c"] if args.c else []
     trainings = [(cmc, SEQUENCES[0])] + [(stock, s) for s in SEQUENCES]
     for variant, sequence in trainings:

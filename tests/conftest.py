@@ -110,6 +110,18 @@ def add_tiny_configuration(plans_file: str, name: str = "3d_tiny", parent: str =
         json.dump(plans, f, indent=1)
 
 
+def resumed_trainer(cls, checkpoint_file):
+    """``(trainer, checkpoint)``: a trainer of ``cls`` rebuilt on the CPU from the ``init_args`` of
+    ``checkpoint_file`` and restored from it, as ``nnUNetv2_train --c`` does, and the checkpoint as loaded."""
+    import torch
+    saved = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+    args = saved["init_args"]
+    trainer = cls(dict(args["plans"], continue_training=True), args["configuration"], args["fold"],
+                  args["dataset_json"], torch.device("cpu"))
+    trainer.load_checkpoint(str(checkpoint_file))
+    return trainer, saved
+
+
 def start_trainer(cls, plans: dict, dataset_json: dict, configuration: str = "3d_fullres", start_loaders: bool = True,
                   **attributes):
     """A trainer of ``cls`` (a subclass setting ``attributes``, as a variant would) on the CPU, initialized, with

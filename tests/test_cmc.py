@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TEST_TRAINERS, add_tiny_configuration, start_trainer
+from conftest import TEST_TRAINERS, add_tiny_configuration, resumed_trainer, start_trainer
 from nnunet_ext.cli import main as nnunet_ext
 from nnunet_ext.environment import ext_trainer_path_with_shim
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_partner_datasets
@@ -353,12 +353,7 @@ def test_stock_predict_evaluate_and_model_tools_work_on_both(trained, partners, 
 
 
 def test_resume_restores_the_method_state(trained, partners):
-    fold = trained[CT_ID] / "fold_0"
-    saved = torch.load(fold / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-    args = saved["init_args"]
-    trainer = nnUNetTrainerCMC(dict(args["plans"], continue_training=True), args["configuration"], args["fold"],
-                               args["dataset_json"], torch.device("cpu"))
-    trainer.load_checkpoint(str(fold / "checkpoint_final.pth"))
+    trainer, saved = resumed_trainer(nnUNetTrainerCMC, trained[CT_ID] / "fold_0" / "checkpoint_final.pth")
     assert trainer.optimizer_steps == checkpoint_method_state(saved)["optimizer_steps"] == 6
     for key, value in trainer.student.state_dict().items():
         assert torch.equal(value, saved["network_weights"][key]), key

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import resumed_trainer
 from nnunet_ext.training.term_logger import checkpoint_method_state
 
 CHECKPOINT = Path(__file__).parent / "data" / "ugmcl_pre_layout_checkpoint.pth"
@@ -52,10 +53,7 @@ def test_the_checkpoint_has_the_old_layout(old):
 
 def test_its_weights_teacher_and_counter_load_into_todays_trainer(old, model_folder):
     from nnunet_ext.trainers import nnUNetTrainerUGMCL
-    args = old["init_args"]
-    trainer = nnUNetTrainerUGMCL(dict(args["plans"], continue_training=True), args["configuration"], args["fold"],
-                                 args["dataset_json"], torch.device("cpu"))
-    trainer.load_checkpoint(str(model_folder / "fold_0" / "checkpoint_final.pth"))
+    trainer, _ = resumed_trainer(nnUNetTrainerUGMCL, model_folder / "fold_0" / "checkpoint_final.pth")
     new_keys = {"level_set_head.weight": "level_set_head.seg_layers.0.weight",
                 "level_set_head.bias": "level_set_head.seg_layers.0.bias"}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import resumed_trainer
 from nnunet_ext.training.term_logger import checkpoint_method_state
 
 
@@ -68,13 +69,8 @@ def test_resume_restores_teacher_bit_for_bit(semisupervised_dataset, nnunet_fold
     if not (fold / "checkpoint_final.pth").is_file():
         run_command("nnUNetv2_train", str(DATASET_ID), "3d_fullres", "0", "-tr", smoke, "-device", "cpu")
     os.replace(fold / "checkpoint_final.pth", fold / "checkpoint_latest.pth")
-    saved = torch.load(fold / "checkpoint_latest.pth", map_location="cpu", weights_only=False)
-
     from nnunet_ext.trainers import nnUNetTrainerUAMT
-    args = saved["init_args"]
-    trainer = nnUNetTrainerUAMT(dict(args["plans"], continue_training=True), args["configuration"], args["fold"],
-                                args["dataset_json"], torch.device("cpu"))
-    trainer.load_checkpoint(str(fold / "checkpoint_latest.pth"))
+    trainer, saved = resumed_trainer(nnUNetTrainerUAMT, fold / "checkpoint_latest.pth")
     assert trainer.optimizer_steps == checkpoint_method_state(saved)["optimizer_steps"] == 6
     restored = trainer.teacher.state_dict()
     for key, value in checkpoint_method_state(saved)["teacher_weights"].items():

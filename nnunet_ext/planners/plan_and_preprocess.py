@@ -511,18 +511,18 @@ def run(args: argparse.Namespace) -> None:
         print("INFO: you are using nnU-Net's old default planner; nnU-Net recommends the residual encoder presets "
               "(-pl nnUNetPlannerResEncM/L/XL), see nnU-Net's documentation/resenc_presets.md.")
     plans_identifiers = {}
-    if args.joint:
-        with _planner_safe_n_proc_da():
+    with _planner_safe_n_proc_da():
+        if args.joint:
             plans = plan_jointly(dataset_names[args.d[0]], dataset_names[args.d[1]], planner_class,
                                  args.gpu_memory_target, args.preprocessor_name, args.overwrite_target_spacing,
                                  args.overwrite_plans_name)
-        plans_identifiers = {d: p["plans_name"] for d, p in zip(args.d, plans)}
-    for d in args.d:
-        if not args.joint:
-            with _planner_safe_n_proc_da():
+            plans_identifiers = {d: p["plans_name"] for d, p in zip(args.d, plans)}
+        else:
+            for d in args.d:
                 _, plans_identifiers[d] = plan_experiment_dataset(d, planner_class, args.gpu_memory_target,
                                                                   args.preprocessor_name, args.overwrite_target_spacing,
                                                                   args.overwrite_plans_name)
+    for d in args.d:
         plans_file = join(nnUNet_preprocessed, dataset_names[d], plans_identifiers[d] + ".json")
         check_plans_usable_by_stock_nnunet(plans_file)
 

@@ -128,6 +128,10 @@ class nnUNetTrainerMultiStream(nnUNetTrainerLossTerms):
         """The highest-resolution output of a (possibly deep-supervised) prediction or target."""
         return output[0] if isinstance(output, (list, tuple)) else output
 
+    def supervised_loss(self, output: TensorOrList, target: TensorOrList, num_labeled: int) -> torch.Tensor:
+        """nnU-Net's own loss (deep supervision included) on the labeled part of the batch."""
+        return self.loss(self.rows(output, slice(num_labeled)), target)
+
     def next_batches(self, labeled: Batch) -> Dict[str, Batch]:
         """``{'labeled': nnU-Net's batch, <name>: the next batch of each stream}`` (on the CPU)."""
         return {"labeled": labeled, **{name: next(stream) for name, stream in self.streams.items()}}

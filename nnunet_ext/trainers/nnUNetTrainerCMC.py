@@ -137,10 +137,10 @@ class nnUNetTrainerCMC(nnUNetTrainerMultiStream):
             partner = torch.cat((partner, self.to_device(batches[PARTNER_UNLABELED]["data"])))
         self_paired = torch.rand(primary.shape[0], device=self.device) < self.self_pairing_probability
         f_primary, f_partner, out_primary, out_partner = self.network(primary, partner, self_paired)
-        terms = {"loss_supervised_primary": self.loss(self.rows(out_primary, slice(num_labeled)),
-                                                      self.to_device(batches["labeled"]["target"])),
-                 "loss_supervised_partner": self.loss(self.rows(out_partner, slice(num_labeled)),
-                                                      self.to_device(batches[PARTNER_LABELED]["target"]))}
+        terms = {"loss_supervised_primary": self.supervised_loss(
+                     out_primary, self.to_device(batches["labeled"]["target"]), num_labeled),
+                 "loss_supervised_partner": self.supervised_loss(
+                     out_partner, self.to_device(batches[PARTNER_LABELED]["target"]), num_labeled)}
         terms["loss"] = 0.5 * (terms["loss_supervised_primary"] + terms["loss_supervised_partner"])
         if self.unsupervised_active:
             has_regions = self.label_manager.has_regions

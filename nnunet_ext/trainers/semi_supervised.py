@@ -94,10 +94,6 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainerMultiStream):
                            self.training_transforms(), self.label_manager, self.configuration_manager.patch_size,
                            initial_patch_size, pin_memory=self.device.type == "cuda")]
 
-    def supervised_loss(self, output: NetworkOutput, target: NetworkOutput, num_labeled: int) -> torch.Tensor:
-        """nnU-Net's own loss (deep supervision included) on the labeled part of the batch."""
-        return self.loss(self.rows(output, slice(num_labeled)), target)
-
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return probabilities(logits, self.has_regions)
 
