@@ -11,13 +11,13 @@ from typing import Dict, List, Tuple
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext import trainers
-from nnunet_ext.trainers.nnUNetTrainerCMC import nnUNetTrainerCMC
 from nnunet_ext.trainers.nnUNetTrainerGazeSup import nnUNetTrainerGazeSup
 from nnunet_ext.trainers.semi_supervised import nnUNetTrainerSemiSupervised
+from nnunet_ext.trainers.two_datasets import nnUNetTrainerTwoDatasets
 
 DATA_KINDS = ((nnUNetTrainerSemiSupervised, "labeled + imagesTrUnlabeled"),
               (nnUNetTrainerGazeSup, "gaze levels (convert --gaze-csv)"),
-              (nnUNetTrainerCMC, "two partner datasets, each labeled + unlabeled (--joint plans)"))
+              (nnUNetTrainerTwoDatasets, "two partner datasets, each labeled + unlabeled (--joint plans)"))
 STOCK_LINE = ("nnUNetTrainer", "labeled imagesTr", "stock nnU-Net, the supervised baseline (no nnunet_ext code)")
 
 

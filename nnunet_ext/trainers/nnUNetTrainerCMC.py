@@ -25,17 +25,13 @@ inference. Variants: ``nnUNetTrainerCMC_sortedCSC`` (CSC on each channel's sorte
 where unregistered structures lie), ``nnUNetTrainerCMC_mseCAC`` (CAC as the 2024 version's squared difference);
 ``csc_on = "all"`` adds the labeled pairs to CSC.
 
-``nnUNetv2_predict -d PRIMARY`` and ``-d PARTNER`` both work with the stock predictor: the trainer also writes the
-partner's results folder (its plans.json, dataset.json and fingerprint, the checkpoints, and the final
-validation on the partner's validation cases), so each modality is predicted with its own normalisation.
+``nnUNetv2_predict -d PRIMARY`` and ``-d PARTNER`` both work with the stock predictor: the two-dataset base
+(:mod:`nnunet_ext.trainers.two_datasets`) also writes the partner's results folder, so each modality is predicted
+with its own normalisation.
 """
-import os
-import shutil
-from os.path import basename, join
 from typing import Dict, Optional, Sequence
 
 import torch
-from batchgenerators.utilities.file_and_folder_operations import save_json
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
@@ -43,18 +39,15 @@ from nnunet_ext.data.streams import StreamSpec
 from nnunet_ext.losses import mean_squared_error, probabilities
 from nnunet_ext.losses.cross_modality import channel_contrastive_loss, soft_dice_disagreement
 from nnunet_ext.networks import CrossModalityUNet
-from nnunet_ext.partners import partner_of
 from nnunet_ext.paths import unlabeled_preprocessed_folder
-from nnunet_ext.trainers.loss_terms import PARTIAL_SUFFIX
-from nnunet_ext.trainers.multi_stream import Batch, nnUNetTrainerMultiStream
+from nnunet_ext.trainers.multi_stream import Batch
+from nnunet_ext.trainers.two_datasets import nnUNetTrainerTwoDatasets
 from nnunet_ext.training.schedules import cosine_rampdown, sigmoid_rampup
 
 PARTNER_LABELED, UNLABELED, PARTNER_UNLABELED = "partner_labeled", "unlabeled", "partner_unlabeled"
-LATEST_CHECKPOINT = "checkpoint_latest.pth"
-PROGRESS_PLOT = "progress.png"
 
 
-class nnUNetTrainerCMC(nnUNetTrainerMultiStream):
+class nnUNetTrainerCMC(nnUNetTrainerTwoDatasets):
     """CMC: one network for two unpaired modalities (a primary and its partner dataset), supervised on both
     labeled subsets and made consistent across modalities on their unlabeled cases (CSC and CAC)."""
 
@@ -84,7 +77,6 @@ class nnUNetTrainerCMC(nnUNetTrainerMultiStream):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.require_option("csc_on", ("unlabeled", "all"))
         self.require_option("cac_distance", ("dice", "mse"))
-        self.partner_view: Optional[nnUNetTrainerCMC] = None
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
@@ -92,16 +84,6 @@ class nnUNetTrainerCMC(nnUNetTrainerMultiStream):
         """The plans' U-Net with CMC's bottleneck fusion; also what the predictor builds (for either dataset)."""
         return CrossModalityUNet(nnUNetTrainer.build_network_architecture(
             plans_manager, configuration_manager, num_input_channels, num_output_channels, enable_deep_supervision))
-
-    def initialize(self) -> None:
-        """Find the partner (refusing to start on it), then nnU-Net's initialisation."""
-        if self.is_cascaded:
-            raise NotImplementedError(f"{type(self).__name__} cannot train the cascade configuration "
-                                      f"{self.configuration_name}: train 3d_fullres, 3d_lowres or 2d.")
-        partner_plans, partner_json = partner_of(self.plans_manager.plans, self.dataset_json, self.configuration_name)
-        self.partner_view = type(self)(dict(partner_plans, continue_training=False), self.configuration_name,
-                                       self.fold, partner_json, self.device)
-        super().initialize()
 
     def stream_specs(self) -> Sequence[StreamSpec]:
         """The partner's labeled cases of this fold, and both datasets' unlabeled cases (random positions)."""
@@ -157,52 +139,6 @@ class nnUNetTrainerCMC(nnUNetTrainerMultiStream):
                 weights["weight_cac"] * terms["loss_cac"]
             terms.update({k: torch.tensor(v) for k, v in weights.items()})
         return terms
-
-    def on_train_start(self) -> None:
-        """nnU-Net's start, plus the partner's results folder: its plans.json, dataset.json and fingerprint."""
-        super().on_train_start()
-        partner = self.partner_view
-        if self.local_rank == 0:
-            os.makedirs(partner.output_folder, exist_ok=True)
-            save_json(partner.plans_manager.plans, join(partner.output_folder_base, "plans.json"), sort_keys=False)
-            save_json(partner.inference_dataset_json(), join(partner.output_folder_base, "dataset.json"),
-                      sort_keys=False)
-            shutil.copy(join(partner.preprocessed_dataset_folder_base, "dataset_fingerprint.json"),
-                        join(partner.output_folder_base, "dataset_fingerprint.json"))
-
-    def save_checkpoint(self, filename: str) -> None:
-        """nnU-Net's checkpoint, and the same checkpoint in the partner's results folder with the partner's
-        plans and dataset.json as its ``init_args`` (written atomically too), beside a copy of ``progress.png``
-        (the one training's curves; ``nnUNetv2_export_model_to_zip`` expects it in every fold)."""
-        super().save_checkpoint(filename)
-        if self.local_rank != 0 or self.disable_checkpointing or self.partner_view is None:
-            return
-        checkpoint = torch.load(filename, map_location="cpu", weights_only=False)
-        checkpoint["init_args"] = self.partner_view.my_init_kwargs
-        target = join(self.partner_view.output_folder, basename(filename))
-        torch.save(checkpoint, target + PARTIAL_SUFFIX)
-        os.replace(target + PARTIAL_SUFFIX, target)
-        progress = join(self.output_folder, PROGRESS_PLOT)
-        if os.path.isfile(progress):
-            shutil.copy(progress, join(self.partner_view.output_folder, PROGRESS_PLOT))
-
-    def on_train_end(self) -> None:
-        """nnU-Net's end (final checkpoint, ``checkpoint_latest`` removed), mirrored in the partner's folder."""
-        super().on_train_end()
-        latest = join(self.partner_view.output_folder, LATEST_CHECKPOINT)
-        if self.local_rank == 0 and os.path.isfile(latest):
-            os.remove(latest)
-
-    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
-        """nnU-Net's final validation on the primary's validation cases, then on the partner's (in its results
-        folder, with its preprocessed data and ground truth), both through the inference partner policy."""
-        super().perform_actual_validation(save_probabilities)
-        partner = self.partner_view
-        if partner is None:
-            return
-        partner.network, partner.batch_size = self.network, self.batch_size
-        partner.inference_allowed_mirroring_axes = self.inference_allowed_mirroring_axes
-        partner.perform_actual_validation(save_probabilities)
 
 
 class nnUNetTrainerCMC_sortedCSC(nnUNetTrainerCMC):
