@@ -27,6 +27,9 @@ SUBCOMMANDS = {
     "plan_and_preprocess": ("nnunet_ext.planners.plan_and_preprocess",
                             "nnU-Net's plan and preprocess, plus our planners and unlabeled images"),
     "evaluate": ("nnunet_ext.evaluation.command", "Dice, Jaccard, HD95, ASD and ASSD of a prediction folder"),
+    "predict": ("nnunet_ext.inference.command", "nnUNetv2_predict for cases that lack some modalities (--missing)"),
+    "evaluate_missing": ("nnunet_ext.evaluation.missing_command",
+                         "Dice of every subset of the modalities: one table and a heat-map (MAML, stock)"),
     "benchmark": ("nnunet_ext.benchmark", "train-step and inference time of trainers against stock nnU-Net"),
     "gaze": ("nnunet_ext.gaze.command", "gaze heatmaps, dense-CRF maps and level masks from GazeMedSeg fixations"),
 }

@@ -12,11 +12,10 @@ stock with their standard errors, in ``results.md``.
         --iterations 2000 -device cuda
 """
 import argparse
-import json
-import math
 import os
-from typing import Dict, List
+from typing import Dict
 
+from nnunet_ext.evaluation.paired import mean_and_standard_error, per_case_dice
 from nnunet_ext.pipeline import (STOCK_TRAINER, budgeted_run, console_script, nnunet_ext_command,
                                  plans_with_batch_size, run_step)
 
@@ -46,22 +45,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--disable-tta", action="store_true", help="predict without mirroring (faster on a CPU)")
     parser.add_argument("-d", "--dataset-id", type=int, default=703, help="id of the C0 dataset; LGE gets the next")
     return parser.parse_args()
-
-
-def per_case_dice(summary_file: str) -> Dict[str, Dict[str, float]]:
-    """``{case: {label: Dice}}`` of an evaluate summary."""
-    with open(summary_file) as f:
-        summary = json.load(f)
-    return {os.path.basename(case["reference_file"]).split(".")[0]: {k: v["Dice"] for k, v in case["metrics"].items()}
-            for case in summary["metric_per_case"]}
-
-
-def mean_and_standard_error(values: List[float]) -> str:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return f"{100 * mean:.1f}"
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
-    return f"{100 * mean:.1f} ± {100 * sd / math.sqrt(len(values)):.1f}"
 
 
 def main() -> None:

@@ -179,3 +179,43 @@ def write_synthetic_partner_datasets(dataset_id: int, partner_id: int, num_label
                     writer.add_test_case(case, [image], label, source="synthetic")
         folders.append(writer.final_folder)
     return folders[0], folders[1]
+
+
+MULTIMODAL_CONTRASTS = ((2.0, 0.0), (0.0, 3.0), (-2.0, -1.0), (1.0, 1.0))
+"""(whole-structure, core) intensity offsets of the channels of :func:`write_synthetic_multimodal_dataset`: each
+channel shows the structures differently (the first the whole structure, the second only its core, the third
+both darker, the fourth both faintly), as MR sequences do."""
+
+
+def write_synthetic_multimodal_dataset(dataset_id: int, name: str = "SyntheticMultimodal", num_channels: int = 3,
+                                       num_training: int = 6, num_test: int = 2, shape: Sequence[int] = (32, 32, 32),
+                                       label_set: str = "multiclass", seed: int = 0, raw_root: Optional[str] = None,
+                                       overwrite: bool = False) -> str:
+    """Write a co-registered ``num_channels``-channel dataset (2 to 4 channels; MAML's data) under ``raw_root``
+    (default ``$nnUNet_raw``) and return its folder: each case is an ellipsoid structure with a core
+    (:func:`synthetic_case`), each channel shows it with its own contrast (:data:`MULTIMODAL_CONTRASTS`) and
+    noise, labels as ``label_set`` (``multiclass`` or ``regions``, see :data:`SYNTHETIC_LABEL_SETS`)."""
+    if not 2 <= num_channels <= len(MULTIMODAL_CONTRASTS):
+        raise ValueError(f"num_channels must be 2 to {len(MULTIMODAL_CONTRASTS)}, got {num_channels}")
+    rng = np.random.default_rng(seed)
+    labels, regions_class_order = SYNTHETIC_LABEL_SETS[label_set]
+    extra = {} if regions_class_order is None else {"regions_class_order": regions_class_order}
+    channel_names = {str(c): f"MR{c + 1}" for c in range(num_channels)}
+    writer = RawDatasetWriter(dataset_id, name, channel_names, dict(labels), raw_root=raw_root, overwrite=overwrite,
+                              extra_json=extra)
+    with writer:
+        for i in range(num_training + num_test):
+            _, label = synthetic_case(rng, shape, (1.0, 1.0, 1.0), num_classes=2)
+            array = sitk.GetArrayFromImage(label)
+            images = []
+            for whole, core in MULTIMODAL_CONTRASTS[:num_channels]:
+                channel = gaussian_filter(rng.normal(0, 1, shape), 2) * 2 + whole * (array > 0) + \
+                    core * (array == 2) + rng.normal(0, 0.4, shape)
+                image = sitk.GetImageFromArray(channel.astype(np.float32))
+                image.CopyInformation(label)
+                images.append(image)
+            if i < num_training:
+                writer.add_training_case(f"mm_{i:03d}", images, label, source="synthetic")
+            else:
+                writer.add_test_case(f"mm_{i:03d}", images, label, source="synthetic")
+    return writer.final_folder

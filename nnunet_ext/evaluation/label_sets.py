@@ -43,8 +43,13 @@ def _read_json(path: str, what: str) -> dict:
 
 
 def regions_from_dataset_json(path: str) -> Dict[str, ScoredClass]:
-    """``{region name: region}`` of a region-based dataset.json (nnU-Net's order; ``ignore`` excluded)."""
-    labels = _read_json(path, "region labels").get("labels")
+    """``{region name: region}`` of a region-based dataset.json file (nnU-Net's order; ``ignore`` excluded)."""
+    return regions_of(_read_json(path, "region labels"), path)
+
+
+def regions_of(dataset_json: dict, path: str) -> Dict[str, ScoredClass]:
+    """``{region name: region}`` of a region-based dataset.json read from ``path`` (named in the errors)."""
+    labels = dataset_json.get("labels")
     if not isinstance(labels, dict):
         raise ValueError(f"{path} has no 'labels' dictionary")
     regions: Dict[str, ScoredClass] = {}

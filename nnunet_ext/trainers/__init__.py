@@ -3,6 +3,7 @@ from nnunet_ext.trainers.nnUNetTrainerCMC import nnUNetTrainerCMC, nnUNetTrainer
 from nnunet_ext.trainers.nnUNetTrainerDTC import nnUNetTrainerDTC, nnUNetTrainerDTC_dropout, nnUNetTrainerDTC_paper
 from nnunet_ext.trainers.nnUNetTrainerGazeSup import (nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_flipsOnly,
                                                       nnUNetTrainerGazeSup_paper, nnUNetTrainerGazeSup_pure)
+from nnunet_ext.trainers.nnUNetTrainerMAML import nnUNetTrainerMAML, nnUNetTrainerMAML_noDropout
 from nnunet_ext.trainers.nnUNetTrainerMeanTeacher import (nnUNetTrainerMeanTeacher, nnUNetTrainerMeanTeacher_dropout,
                                                           nnUNetTrainerMeanTeacher_paper)
 from nnunet_ext.trainers.nnUNetTrainerUAMT import nnUNetTrainerUAMT, nnUNetTrainerUAMT_paper
@@ -14,4 +15,4 @@ __all__ = ["nnUNetTrainerMeanTeacher", "nnUNetTrainerUAMT", "nnUNetTrainerDTC", 
            "nnUNetTrainerMeanTeacher_paper", "nnUNetTrainerUAMT_paper", "nnUNetTrainerDTC_paper",
            "nnUNetTrainerUGMCL_paper", "nnUNetTrainerGazeSup", "nnUNetTrainerGazeSup_pure",
            "nnUNetTrainerGazeSup_flipsOnly", "nnUNetTrainerGazeSup_paper", "nnUNetTrainerCMC",
-           "nnUNetTrainerCMC_sortedCSC", "nnUNetTrainerCMC_mseCAC"]
+           "nnUNetTrainerCMC_sortedCSC", "nnUNetTrainerCMC_mseCAC", "nnUNetTrainerMAML", "nnUNetTrainerMAML_noDropout"]

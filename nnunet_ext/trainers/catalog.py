@@ -12,12 +12,14 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext import trainers
 from nnunet_ext.trainers.nnUNetTrainerGazeSup import nnUNetTrainerGazeSup
+from nnunet_ext.trainers.nnUNetTrainerMAML import nnUNetTrainerMAML
 from nnunet_ext.trainers.semi_supervised import nnUNetTrainerSemiSupervised
 from nnunet_ext.trainers.two_datasets import nnUNetTrainerTwoDatasets
 
 DATA_KINDS = ((nnUNetTrainerSemiSupervised, "labeled + imagesTrUnlabeled"),
               (nnUNetTrainerGazeSup, "gaze levels (convert --gaze-csv)"),
-              (nnUNetTrainerTwoDatasets, "two partner datasets, each labeled + unlabeled (--joint plans)"))
+              (nnUNetTrainerTwoDatasets, "two partner datasets, each labeled + unlabeled (--joint plans)"),
+              (nnUNetTrainerMAML, "labeled imagesTr, several co-registered channels"))
 STOCK_LINE = ("nnUNetTrainer", "labeled imagesTr", "stock nnU-Net, the supervised baseline (no nnunet_ext code)")
 
 

@@ -6,9 +6,10 @@ epochs can be raised with ``NNUNET_EXT_TEST_EPOCHS`` so that a test can continue
 import os
 
 import torch
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.trainers import (nnUNetTrainerCMC, nnUNetTrainerDTC, nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_pure,
-                                 nnUNetTrainerMeanTeacher, nnUNetTrainerUAMT, nnUNetTrainerUGMCL)
+                                 nnUNetTrainerMAML, nnUNetTrainerMeanTeacher, nnUNetTrainerUAMT, nnUNetTrainerUGMCL)
 
 
 def _short(cls):
@@ -31,3 +32,5 @@ nnUNetTrainerUGMCL_smoke = _short(nnUNetTrainerUGMCL)
 nnUNetTrainerGazeSup_smoke = _short(nnUNetTrainerGazeSup)
 nnUNetTrainerGazeSup_pure_smoke = _short(nnUNetTrainerGazeSup_pure)
 nnUNetTrainerCMC_smoke = _short(nnUNetTrainerCMC)
+nnUNetTrainerMAML_smoke = _short(nnUNetTrainerMAML)
+nnUNetTrainer_smoke = _short(nnUNetTrainer)
