@@ -24,6 +24,8 @@ SUBCOMMANDS = {
     "convert": ("nnunet_ext.dataset_conversion.cli", "convert a public dataset to nnU-Net's raw format"),
     "make_semisupervised": ("nnunet_ext.dataset_conversion.semisupervised",
                             "turn an nnU-Net raw dataset into a semi-supervised one"),
+    "make_partial_union": ("nnunet_ext.dataset_conversion.partial_union",
+                           "one partially labeled dataset from datasets that each annotate one structure"),
     "plan_and_preprocess": ("nnunet_ext.planners.plan_and_preprocess",
                             "nnU-Net's plan and preprocess, plus our planners and unlabeled images"),
     "evaluate": ("nnunet_ext.evaluation.command", "Dice, Jaccard, HD95, ASD and ASSD of a prediction folder"),

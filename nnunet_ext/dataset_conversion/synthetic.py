@@ -10,7 +10,7 @@ with gaze-style weak labels: the ordinal map of L nested levels (level 1 = the l
 and shifted, as loose gaze masks are; level L = its shrunken core), declared as nested regions like
 ``nnunet_ext convert kvasir --gaze-csv``; the true masks go to labelsTrReference and labelsTs.
 """
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -219,3 +219,44 @@ def write_synthetic_multimodal_dataset(dataset_id: int, name: str = "SyntheticMu
             else:
                 writer.add_test_case(f"mm_{i:03d}", images, label, source="synthetic")
     return writer.final_folder
+
+
+def write_synthetic_single_structure_datasets(first_id: int, structures: Sequence[str] = ("liver", "spleen"),
+                                              num_training: int = 4, num_test: int = 2,
+                                              shape: Sequence[int] = (24, 32, 32), seed: int = 0,
+                                              raw_root: Optional[str] = None, overwrite: bool = False) -> List[str]:
+    """Write one dataset per structure (ids ``first_id``, ``first_id + 1``, …; the partial-label sources of
+    ``nnunet_ext make_partial_union``) and return their folders. Every image shows every structure (structure k
+    an ellipsoid of its own brightness, side by side along x), but dataset k labels only structure k (label 1,
+    named after it), as single-organ datasets do; every second dataset is stored in another orientation (x
+    flipped, direction −x), as sources often are."""
+    rng = np.random.default_rng(seed)
+    grid = np.stack(np.meshgrid(*[np.arange(s) for s in shape], indexing="ij"), -1).astype(np.float32)
+    folders = []
+    for k, structure in enumerate(structures):
+        writer = RawDatasetWriter(first_id + k, f"Synth{structure.capitalize()}", {"0": "CT"},
+                                  {"background": 0, structure: 1}, raw_root=raw_root, overwrite=overwrite)
+        with writer:
+            for i in range(num_training + num_test):
+                image = gaussian_filter(rng.normal(0, 1, shape), 2) * 30
+                label = np.zeros(shape, dtype=np.uint8)
+                for j in range(len(structures)):
+                    center = np.array(shape) * np.array([0.5, 0.5, 0.3 + 0.4 * j / max(1, len(structures) - 1)])
+                    center = center + rng.uniform(-2, 2, 3)
+                    inside = (((grid - center) / (np.array(shape) * rng.uniform(0.15, 0.2, 3))) ** 2).sum(-1) <= 1
+                    image = image + (80 + 60 * j) * inside
+                    if j == k:
+                        label[inside] = 1
+                items = [sitk.GetImageFromArray(a) for a in ((image + rng.normal(0, 8, shape)).astype(np.float32),
+                                                               label)]
+                if k % 2 == 1:
+                    items = [sitk.Flip(item, [True, False, False]) for item in items]
+                    for item in items:
+                        item.SetDirection((-1, 0, 0, 0, 1, 0, 0, 0, 1))
+                case = f"{structure}_{i:03d}"
+                if i < num_training:
+                    writer.add_training_case(case, [items[0]], items[1], source="synthetic")
+                else:
+                    writer.add_test_case(case, [items[0]], items[1], source="synthetic")
+        folders.append(writer.final_folder)
+    return folders

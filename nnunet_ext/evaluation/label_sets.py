@@ -19,6 +19,8 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 import numpy as np
 
+from nnunet_ext.partial_labels import annotated_labels_of
+
 ScoredClass = Union[int, Tuple[int, ...]]
 
 
@@ -68,13 +70,7 @@ def regions_of(dataset_json: dict, path: str) -> Dict[str, ScoredClass]:
 
 def annotated_labels_from(path: str) -> Dict[str, List[int]]:
     """``annotated_labels`` of a partially labeled dataset.json: ``{case_id: [label values]}``."""
-    annotated = _read_json(path, "annotated_labels").get("annotated_labels")
-    if not isinstance(annotated, dict) or not annotated:
-        raise ValueError(f"{path} has no 'annotated_labels' ({{case_id: [label values annotated in that case]}})")
-    for case, values in annotated.items():
-        if not isinstance(values, list) or not all(isinstance(v, int) and v > 0 for v in values):
-            raise ValueError(f"{path}: annotated_labels[{case!r}] = {values!r} is not a list of positive label values")
-    return annotated
+    return annotated_labels_of(_read_json(path, "annotated_labels"), path)
 
 
 def annotated_classes(classes: Sequence[ScoredClass], annotated: Sequence[int]) -> List[ScoredClass]:

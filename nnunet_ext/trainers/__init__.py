@@ -4,6 +4,7 @@ from nnunet_ext.trainers.nnUNetTrainerDTC import nnUNetTrainerDTC, nnUNetTrainer
 from nnunet_ext.trainers.nnUNetTrainerGazeSup import (nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_flipsOnly,
                                                       nnUNetTrainerGazeSup_paper, nnUNetTrainerGazeSup_pure)
 from nnunet_ext.trainers.nnUNetTrainerMAML import nnUNetTrainerMAML, nnUNetTrainerMAML_noDropout
+from nnunet_ext.trainers.nnUNetTrainerMarginal import nnUNetTrainerMarginal
 from nnunet_ext.trainers.nnUNetTrainerMeanTeacher import (nnUNetTrainerMeanTeacher, nnUNetTrainerMeanTeacher_dropout,
                                                           nnUNetTrainerMeanTeacher_paper)
 from nnunet_ext.trainers.nnUNetTrainerUAMT import nnUNetTrainerUAMT, nnUNetTrainerUAMT_paper
@@ -15,4 +16,5 @@ __all__ = ["nnUNetTrainerMeanTeacher", "nnUNetTrainerUAMT", "nnUNetTrainerDTC", 
            "nnUNetTrainerMeanTeacher_paper", "nnUNetTrainerUAMT_paper", "nnUNetTrainerDTC_paper",
            "nnUNetTrainerUGMCL_paper", "nnUNetTrainerGazeSup", "nnUNetTrainerGazeSup_pure",
            "nnUNetTrainerGazeSup_flipsOnly", "nnUNetTrainerGazeSup_paper", "nnUNetTrainerCMC",
-           "nnUNetTrainerCMC_sortedCSC", "nnUNetTrainerCMC_mseCAC", "nnUNetTrainerMAML", "nnUNetTrainerMAML_noDropout"]
+           "nnUNetTrainerCMC_sortedCSC", "nnUNetTrainerCMC_mseCAC", "nnUNetTrainerMAML", "nnUNetTrainerMAML_noDropout",
+           "nnUNetTrainerMarginal"]

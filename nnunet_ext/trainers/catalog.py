@@ -13,13 +13,15 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_ext import trainers
 from nnunet_ext.trainers.nnUNetTrainerGazeSup import nnUNetTrainerGazeSup
 from nnunet_ext.trainers.nnUNetTrainerMAML import nnUNetTrainerMAML
+from nnunet_ext.trainers.partial_labels import nnUNetTrainerPartialLabels
 from nnunet_ext.trainers.semi_supervised import nnUNetTrainerSemiSupervised
 from nnunet_ext.trainers.two_datasets import nnUNetTrainerTwoDatasets
 
 DATA_KINDS = ((nnUNetTrainerSemiSupervised, "labeled + imagesTrUnlabeled"),
               (nnUNetTrainerGazeSup, "gaze levels (convert --gaze-csv)"),
               (nnUNetTrainerTwoDatasets, "two partner datasets, each labeled + unlabeled (--joint plans)"),
-              (nnUNetTrainerMAML, "labeled imagesTr, several co-registered channels"))
+              (nnUNetTrainerMAML, "labeled imagesTr, several co-registered channels"),
+              (nnUNetTrainerPartialLabels, "partial labels (annotated_labels; make_partial_union)"))
 STOCK_LINE = ("nnUNetTrainer", "labeled imagesTr", "stock nnU-Net, the supervised baseline (no nnunet_ext code)")
 
 

@@ -9,7 +9,8 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.trainers import (nnUNetTrainerCMC, nnUNetTrainerDTC, nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_pure,
-                                 nnUNetTrainerMAML, nnUNetTrainerMeanTeacher, nnUNetTrainerUAMT, nnUNetTrainerUGMCL)
+                                 nnUNetTrainerMAML, nnUNetTrainerMarginal, nnUNetTrainerMeanTeacher, nnUNetTrainerUAMT,
+                                 nnUNetTrainerUGMCL)
 
 
 def _short(cls):
@@ -34,3 +35,4 @@ nnUNetTrainerGazeSup_pure_smoke = _short(nnUNetTrainerGazeSup_pure)
 nnUNetTrainerCMC_smoke = _short(nnUNetTrainerCMC)
 nnUNetTrainerMAML_smoke = _short(nnUNetTrainerMAML)
 nnUNetTrainer_smoke = _short(nnUNetTrainer)
+nnUNetTrainerMarginal_smoke = _short(nnUNetTrainerMarginal)

@@ -1,0 +1,30 @@
+"""The marginal view of a softmax output for partially labeled cases (DESIGN.md §8.3; the baseline of the
+partial-label methods).
+
+In a case that annotates the classes ``A`` (background always included), a voxel labeled 0 is "background or
+any class not in ``A``". The marginal distribution merges those classes: ``p'(0) = p(0) + Σ_{c ∉ A} p(c)``,
+``p'(c) = p(c)`` for ``c ∈ A``, and the unannotated classes have no probability of their own. Its logits are
+``z'_0 = logsumexp(z_0, z_c for c ∉ A)``, ``z'_c = z_c`` for ``c ∈ A`` and a very low logit for ``c ∉ A``, so
+nnU-Net's own loss on ``z'`` is the marginal loss: its cross-entropy is ``−log p'(y)`` (an unannotated organ is
+never taught as background, as it is to stock nnU-Net), its soft Dice scores the annotated classes (an
+unannotated class has neither prediction nor target in that case), and ``argmax z'`` is the prediction over
+what the case can say.
+"""
+from typing import List, Union
+
+import torch
+
+Logits = Union[torch.Tensor, List[torch.Tensor]]
+
+
+def marginal_logits(logits: Logits, annotated: torch.Tensor) -> Logits:
+    """``z'`` of the module docstring for ``(batch, classes, *spatial)`` logits (or a deep-supervision list of
+    them) and ``annotated``, ``(batch, classes)`` booleans with the background column ``True``."""
+    if isinstance(logits, (list, tuple)):
+        return [marginal_logits(scale, annotated) for scale in logits]
+    mask = annotated.view(*annotated.shape, *([1] * (logits.ndim - 2)))
+    into_background = ~mask
+    into_background[:, 0] = True
+    background = torch.logsumexp(logits.masked_fill(~into_background, float("-inf")), dim=1, keepdim=True)
+    low = torch.finfo(logits.dtype).min / 4
+    return torch.cat((background, logits[:, 1:].masked_fill(~mask[:, 1:], low)), 1)

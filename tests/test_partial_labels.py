@@ -1,0 +1,153 @@
+"""Partial labels on synthetic single-structure datasets: ``make_partial_union`` (relabelling, one orientation,
+``annotated_labels``, what came from where, refusals), the marginal logits and loss against hand computations,
+and ``nnUNetTrainerMarginal`` as a user runs it (train → validation on annotated classes → stock predict →
+evaluate on each case's annotated classes)."""
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import torch
+
+from conftest import add_tiny_configuration, start_trainer
+from nnunet_ext.cli import main as nnunet_ext
+from nnunet_ext.dataset_conversion.partial_union import make_partial_union
+from nnunet_ext.dataset_conversion.synthetic import write_synthetic_single_structure_datasets
+from nnunet_ext.losses.partial_labels import marginal_logits
+from nnunet_ext.trainers import nnUNetTrainerMarginal
+
+LIVER_ID, SPLEEN_ID, UNION_ID = 952, 953, 954
+SMOKE = "nnUNetTrainerMarginal_smoke"
+NNUNET_EXT = (sys.executable, "-m", "nnunet_ext.cli")
+
+
+def test_marginal_logits_merge_the_unannotated_classes_into_background():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 3, 3)
+    annotated = torch.tensor([[True, True, False, False], [True, False, True, True]])
+    p, merged = logits.softmax(1), marginal_logits(logits, annotated).softmax(1)
+    assert torch.allclose(merged[0, 0], p[0, 0] + p[0, 2] + p[0, 3], atol=1e-6)
+    assert torch.allclose(merged[0, 1], p[0, 1], atol=1e-6)
+    assert torch.allclose(merged[1, 0], p[1, 0] + p[1, 1], atol=1e-6)
+    assert float(merged[0, 2:].max()) == 0 and float(merged[1, 1].max()) == 0
+    full = torch.ones(2, 4, dtype=torch.bool)
+    assert torch.allclose(marginal_logits(logits, full).softmax(1), p, atol=1e-6), "fully annotated: unchanged"
+    assert len(marginal_logits([logits, logits[..., :1, :1]], annotated)) == 2
+
+
+@pytest.fixture(scope="module")
+def union(nnunet_folders):
+    raw = Path(nnunet_folders["nnUNet_raw"])
+    write_synthetic_single_structure_datasets(LIVER_ID, ("liver", "spleen"), raw_root=str(raw))
+    folder = Path(make_partial_union([f"{LIVER_ID}:liver", f"{SPLEEN_ID}:Spleen"], str(UNION_ID),
+                                     raw_root=str(raw)))
+    nnunet_ext(["plan_and_preprocess", "-d", str(UNION_ID), "-c", "3d_fullres", "-np", "2", "-npfp", "2"])
+    preprocessed = Path(nnunet_folders["nnUNet_preprocessed"]) / folder.name
+    add_tiny_configuration(str(preprocessed / "nnUNetPlans.json"), features=(8, 16, 32), patch_size=(16, 16, 16))
+    return folder, preprocessed
+
+
+def read(path: Path) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def test_the_union_relabels_reorients_and_records_what_came_from_where(union, nnunet_folders):
+    folder, _ = union
+    dataset_json = json.loads((folder / "dataset.json").read_text())
+    assert dataset_json["labels"] == {"background": 0, "liver": 1, "spleen": 2}
+    assert dataset_json["annotated_labels"]["liver_000"] == [1] and dataset_json["annotated_labels"]["spleen_005"] == [2]
+    assert len(dataset_json["annotated_labels"]) == 12, "training and test cases"
+    assert dataset_json["numTraining"] == 8 and len(list((folder / "labelsTs").glob("*.nii.gz"))) == 4
+    sources = dataset_json["partial_union"]["sources"]
+    assert sources["Dataset953_SynthSpleen"] == {"structure": "spleen", "source_label": 1, "union_label": 2,
+                                                 "training": 4, "test": 2, "unlabeled": 0}
+    assert dataset_json["partial_union"]["case_sources"]["spleen_001"] == "Dataset953_SynthSpleen"
+    spleen_source = Path(nnunet_folders["nnUNet_raw"]) / "Dataset953_SynthSpleen"
+    label = sitk.ReadImage(str(folder / "labelsTr" / "spleen_001.nii.gz"))
+    assert np.allclose(label.GetDirection(), np.eye(3).ravel()), "one orientation (LPS)"
+    assert np.array_equal(sitk.GetArrayFromImage(label),
+                          2 * np.flip(read(spleen_source / "labelsTr" / "spleen_001.nii.gz"), axis=2))
+    image = read(folder / "imagesTr" / "spleen_001_0000.nii.gz")
+    liver_image = read(folder / "imagesTr" / "liver_001_0000.nii.gz")
+    spleen_side = slice(20, None)
+    assert image[..., spleen_side].mean() > image[..., :12].mean() and \
+        liver_image[..., spleen_side].mean() > liver_image[..., :12].mean(), "both sources show the anatomy alike"
+
+
+def test_the_union_refuses_what_it_cannot_join(union, nnunet_folders, tmp_path):
+    raw = Path(nnunet_folders["nnUNet_raw"])
+    with pytest.raises(ValueError, match="has no label 'kidney'"):
+        make_partial_union([f"{LIVER_ID}:kidney"], "955", raw_root=str(raw))
+    with pytest.raises(ValueError, match="case id liver_000 is in two sources"):
+        make_partial_union([f"{LIVER_ID}:liver", f"{UNION_ID}:liver"], "955", raw_root=str(raw))
+    write_synthetic_single_structure_datasets(956, ("cyst",), num_training=1, num_test=0, raw_root=str(tmp_path))
+    with pytest.raises(ValueError, match=r"--label-set ltuda has the structures .*\['cyst'\] is not one of them"):
+        make_partial_union([f"{LIVER_ID}:liver", str(tmp_path / "Dataset956_SynthCyst") + ":cyst"], "955",
+                           label_set="ltuda", raw_root=str(raw))
+    bad = tmp_path / "Dataset957_Bad"
+    shutil.copytree(raw / "Dataset952_SynthLiver", bad)
+    label_file = bad / "labelsTr" / "liver_002.nii.gz"
+    label = sitk.ReadImage(str(label_file))
+    array = sitk.GetArrayFromImage(label)
+    array[0, 0, 0] = 3
+    relabelled = sitk.GetImageFromArray(array)
+    relabelled.CopyInformation(label)
+    sitk.WriteImage(relabelled, str(label_file))
+    with pytest.raises(ValueError, match=r"liver_002.nii.gz: label values \[3\] are not declared"):
+        make_partial_union([f"{bad}:liver"], "955", raw_root=str(raw))
+    dataset_json = json.loads((bad / "dataset.json").read_text())
+    dataset_json["channel_names"] = {"0": "CT", "1": "PET"}
+    (bad / "dataset.json").write_text(json.dumps(dataset_json))
+    with pytest.raises(ValueError, match="different channel counts"):
+        make_partial_union([f"{SPLEEN_ID}:spleen", f"{bad}:liver"], "955", raw_root=str(raw))
+    assert not any(raw.glob("Dataset955_*")), "nothing half-written"
+
+
+def test_the_marginal_loss_never_teaches_an_unannotated_class_as_background(union):
+    _, preprocessed = union
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+    trainer = start_trainer(nnUNetTrainerMarginal, plans, dataset_json, "3d_tiny", start_loaders=False)
+    mask = trainer.annotation_mask(["liver_000", "spleen_001"])
+    assert mask.tolist() == [[True, True, False], [True, False, True]]
+    with pytest.raises(ValueError, match="case ghost .* has no entry in the dataset.json's annotated_labels"):
+        trainer.annotation_mask(["ghost"])
+    logits = torch.zeros(2, 3, 4, 4, 4, requires_grad=True)
+    target = torch.zeros(2, 1, 4, 4, 4)
+    target[0, :, :2] = 1
+    target[1, :, :2] = 2
+    loss = trainer.loss.loss
+    marginal = torch.autograd.grad(loss(marginal_logits(logits, mask), target), logits)[0]
+    stock = torch.autograd.grad(loss(logits, target), logits)[0]
+    background = target[:, 0] == 0
+    assert float(marginal[0, 2][background[0]].max()) <= 0 and float(marginal[1, 1][background[1]].max()) <= 0, \
+        "the marginal loss never pushes an unannotated class down where the case says background"
+    assert float(stock[0, 2][background[0]].min()) > 0, "stock nnU-Net's loss does (the baseline's flaw)"
+    p = logits.detach().softmax(1)
+    by_hand = -torch.log(torch.where(background[0], p[0, 0] + p[0, 2], p[0, 1])).mean()
+    from nnunetv2.training.loss.robust_ce_loss import RobustCrossEntropyLoss
+    ce = RobustCrossEntropyLoss()(marginal_logits(logits, mask)[:1], target[:1])
+    assert float(ce.detach()) == pytest.approx(float(by_hand), rel=1e-5)
+
+
+def test_marginal_trains_validates_on_annotated_classes_and_predicts(union, nnunet_folders, run_command, tmp_path):
+    folder, _ = union
+    run_command("nnUNetv2_train", str(UNION_ID), "3d_tiny", "0", "-tr", SMOKE, "-device", "cpu")
+    results = Path(nnunet_folders["nnUNet_results"]) / folder.name / f"{SMOKE}__nnUNetPlans__3d_tiny" / "fold_0"
+    summary = json.loads((results / "validation" / "summary.json").read_text())
+    assert summary["metric_per_case"]
+    for case in summary["metric_per_case"]:
+        name = Path(case["reference_file"]).name
+        assert list(case["metrics"]) == (["1"] if name.startswith("liver") else ["2"]), name
+    assert (results / "progress.png").is_file()
+    prediction = tmp_path / "prediction"
+    run_command("nnUNetv2_predict", "-i", str(folder / "imagesTs"), "-o", str(prediction), "-d", str(UNION_ID), "-c",
+                "3d_tiny", "-f", "0", "-tr", SMOKE, "-device", "cpu", "-npp", "0", "-nps", "0", "--disable_tta")
+    assert len(list(prediction.glob("*.nii.gz"))) == 4
+    run_command(*NNUNET_EXT, "evaluate", str(folder / "labelsTs"), str(prediction), "-o", str(tmp_path / "s.json"),
+                "--annotated-labels-from", str(folder / "dataset.json"))
+    scored = json.loads((tmp_path / "s.json").read_text())
+    assert scored["mean"]["1"]["n_cases"] == 2 and scored["mean"]["2"]["n_cases"] == 2
