@@ -9,6 +9,9 @@ evaluate --annotated-labels-from`` read them.
 from typing import Dict, List, Optional
 
 ANNOTATED_LABELS_KEY = "annotated_labels"
+LTUDA_LABELS = {"background": 0, "liver": 1, "spleen": 2, "kidney": 3, "pancreas": 4}
+"""LTUDA's label set: the union order of its four single-organ sources (specs/cmc_gazesup_ltuda.md §3.1), also the
+``ltuda`` label set of the BTCV and AbdomenCT-1K converters and of ``make_partial_union``."""
 
 
 def annotated_labels_of(dataset_json: dict, source: str, label_values: Optional[List[int]] = None

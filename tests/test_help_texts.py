@@ -28,7 +28,7 @@ def test_concrete_values_instead_of_references():
     assert "Gaussian sigma in pixels (default: 50)" in help_of("convert", "nci_isbi")
     assert "(default: 70 (kvasir), 50 (nci_isbi))" in help_of("gaze")
     assert "the preset's" not in help_of("convert", "kvasir")
-    converters = help_of("convert")
+    converters = help_of("convert").replace("- ", "-")  # argparse may wrap a line after a hyphen
     for _, converts in CONVERTERS.values():
         assert converts in converters
     planner = help_of("plan_and_preprocess")

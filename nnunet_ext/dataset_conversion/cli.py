@@ -30,6 +30,19 @@ CONVERTERS: Dict[str, Tuple[str, str]] = {
     "myops": ("nnunet_ext.dataset_conversion.myops",
               "MyoPS cardiac MR (bSSFP, LGE, T2 co-registered) to three-channel volumes with LV, myocardium, RV, "
               "edema and scar labels"),
+    "lits": ("nnunet_ext.dataset_conversion.lits",
+             "LiTS liver CT to a liver dataset, the tumour merged into the liver, kept or set to background"),
+    "kits": ("nnunet_ext.dataset_conversion.kits",
+             "KiTS19/21/23 kidney CT to a kidney dataset, tumour and cyst as background, merged or kept"),
+    "msd": ("nnunet_ext.dataset_conversion.msd",
+            "any Medical Segmentation Decathlon task (e.g. Task09_Spleen), 4-D multi-modal images split into channels"),
+    "btcv": ("nnunet_ext.dataset_conversion.btcv",
+             "BTCV abdominal CT with its 13 organs, or LTUDA's liver, spleen, kidney and pancreas"),
+    "abdomenct1k": ("nnunet_ext.dataset_conversion.abdomenct1k",
+                    "AbdomenCT-1K abdominal CT (liver, kidney, spleen, pancreas), its codes or LTUDA's order"),
+    "nih_pancreas": ("nnunet_ext.dataset_conversion.nih_pancreas",
+                     "NIH Pancreas-CT (TCIA DICOM + NIfTI labels) to pancreas volumes, optionally DTC's 12/50/20 "
+                     "split"),
 }
 """Converter name on the command line -> (module path, what it converts)."""
 

@@ -28,10 +28,10 @@ import SimpleITK as sitk
 
 from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
 from nnunet_ext.dataset_conversion.semisupervised import _raw_root, destination_name, list_cases, resolve_source
-from nnunet_ext.partial_labels import ANNOTATED_LABELS_KEY
+from nnunet_ext.partial_labels import ANNOTATED_LABELS_KEY, LTUDA_LABELS
 from nnunet_ext.paths import UNLABELED_IMAGES_DIR
 
-LABEL_SETS = {"ltuda": {"liver": 1, "spleen": 2, "kidney": 3, "pancreas": 4}}
+LABEL_SETS = {"ltuda": {name: value for name, value in LTUDA_LABELS.items() if value}}
 """Fixed union label sets: ``--label-set NAME`` → {structure: union value}."""
 ORIENTATION = "LPS"
 UNION_KEY = "partial_union"

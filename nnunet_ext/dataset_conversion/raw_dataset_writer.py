@@ -4,6 +4,7 @@ It owns the folder layout, the validation of every case, dataset.json and the at
 finished dataset, so a converter only reads its source format and hands SimpleITK images (or existing files)
 to the writer.
 """
+import argparse
 import json
 import os
 import re
@@ -524,3 +525,12 @@ class RawDatasetWriter:
         if label.GetPixelID() != pixel_type:
             label = sitk.Cast(label, pixel_type)
         return self._with_geometry(label, reference)
+
+
+def add_writer_arguments(parser: argparse.ArgumentParser, example_id: int, default_name: str) -> None:
+    """A converter's options that go straight to :class:`RawDatasetWriter`: ``-d`` / ``--dataset-id`` (required),
+    ``--name`` (the dataset name, by default ``default_name``), ``-np`` / ``--num-processes`` and ``--overwrite``."""
+    parser.add_argument("-d", "--dataset-id", type=int, required=True, help=f"nnU-Net dataset id, e.g. {example_id}")
+    parser.add_argument("--name", help=f"dataset name (default: {default_name})")
+    parser.add_argument("-np", "--num-processes", type=int, default=2, help="worker processes (default: 2)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
