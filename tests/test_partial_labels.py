@@ -1,7 +1,9 @@
 """Partial labels on synthetic single-structure datasets: ``make_partial_union`` (relabelling, one orientation,
 ``annotated_labels``, what came from where, refusals), the marginal logits and loss against hand computations,
-and ``nnUNetTrainerMarginal`` as a user runs it (train → validation on annotated classes → stock predict →
-evaluate on each case's annotated classes)."""
+``nnUNetTrainerMarginal`` as a user runs it (train → validation on annotated classes → stock predict → evaluate
+on each case's annotated classes), and LTUDA's parts against hand computations (pBCE, CutMix, Sinkhorn, the
+threshold rule, the masked pseudo-label) and end to end through its stage switch (``--c`` state, banks in the
+weights, stock predict, ``nnunet_ext predict --classifier``)."""
 import json
 import shutil
 import sys
@@ -12,15 +14,19 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import add_tiny_configuration, start_trainer
+from conftest import add_tiny_configuration, resumed_trainer, start_trainer
 from nnunet_ext.cli import main as nnunet_ext
 from nnunet_ext.dataset_conversion.partial_union import make_partial_union
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_single_structure_datasets
-from nnunet_ext.losses.partial_labels import marginal_logits
-from nnunet_ext.trainers import nnUNetTrainerMarginal
+from nnunet_ext.losses.partial_labels import marginal_logits, partial_bce
+from nnunet_ext.networks.prototype_unet import threshold_rule_logits
+from nnunet_ext.trainers import nnUNetTrainerLTUDA, nnUNetTrainerMarginal
+from nnunet_ext.training.cutmix import cutmix, random_keep_masks
+from nnunet_ext.training.prototypes import sinkhorn
+from nnunet_ext.training.term_logger import checkpoint_method_state
 
 LIVER_ID, SPLEEN_ID, UNION_ID = 952, 953, 954
-SMOKE = "nnUNetTrainerMarginal_smoke"
+SMOKE, LTUDA_SMOKE = "nnUNetTrainerMarginal_smoke", "nnUNetTrainerLTUDA_smoke"
 NNUNET_EXT = (sys.executable, "-m", "nnunet_ext.cli")
 
 
@@ -151,3 +157,101 @@ def test_marginal_trains_validates_on_annotated_classes_and_predicts(union, nnun
                 "--annotated-labels-from", str(folder / "dataset.json"))
     scored = json.loads((tmp_path / "s.json").read_text())
     assert scored["mean"]["1"]["n_cases"] == 2 and scored["mean"]["2"]["n_cases"] == 2
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# LTUDA
+# ----------------------------------------------------------------------------------------------------------------
+
+def test_partial_bce_averages_over_the_known_entries_only():
+    torch.manual_seed(1)
+    logits, targets = torch.randn(2, 3, 4, 4), (torch.rand(2, 3, 4, 4) > 0.5).float()
+    valid = torch.zeros(2, 3, 4, 4, dtype=torch.bool)
+    valid[0, 0], valid[1, 0, :2], valid[1, 2] = True, True, True
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    by_hand = (bce[:, 0][valid[:, 0]].mean() + bce[:, 2][valid[:, 2]].mean()) / 2
+    assert float(partial_bce(logits, targets, valid)) == pytest.approx(float(by_hand), rel=1e-6)
+    assert float(partial_bce(logits, targets, torch.zeros_like(valid))) == 0
+
+
+def test_cutmix_pastes_one_box_of_the_next_sample_into_images_annotations_and_pseudo_labels():
+    torch.manual_seed(2)
+    keep = random_keep_masks(4, (20, 30), torch.device("cpu"))
+    pasted = 1 - keep.mean((1, 2, 3))
+    assert bool((pasted > 0).all()) and bool((pasted <= 0.45).all())
+    images, labels = torch.randn(4, 1, 20, 30), torch.randint(0, 3, (4, 1, 20, 30))
+    mixed_images, mixed_labels = cutmix(images, keep), cutmix(labels, keep)
+    inside = keep == 0
+    assert torch.equal(mixed_images[inside], torch.roll(images, -1, 0)[inside])
+    assert torch.equal(mixed_labels[inside], torch.roll(labels, -1, 0)[inside])
+    assert torch.equal(mixed_labels[~inside], labels[~inside]) and mixed_labels.dtype == labels.dtype
+
+
+def test_sinkhorn_balances_pixels_over_prototypes():
+    torch.manual_seed(3)
+    scores = torch.rand(60, 5) * 0.2
+    assignment = sinkhorn(scores, iterations=20)
+    assert torch.allclose(assignment.sum(1), torch.ones(60), atol=1e-5), "each pixel's row sums to one"
+    assert torch.allclose(assignment.sum(0), torch.full((5,), 12.0), rtol=0.02), "each prototype gets N / M"
+
+
+def test_threshold_rule_logits_reproduce_the_linear_classifier():
+    organ_logits = torch.tensor([[-1.0, -0.5, -2.0, -0.1], [0.3, 2.0, -1.0, 0.0]]).view(2, 4, 1)
+    assert threshold_rule_logits(organ_logits).softmax(1).argmax(1).view(-1).tolist() == [0, 2]
+
+
+def test_the_masked_pseudo_label_takes_the_truth_for_annotated_organs_and_the_teacher_for_the_rest(union):
+    _, preprocessed = union
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+    trainer = start_trainer(nnUNetTrainerLTUDA, plans, dataset_json, "3d_tiny", start_loaders=False)
+    annotated = trainer.annotation_mask(["liver_000"])
+    teacher = torch.full((1, 2, 1, 1, 4), -5.0)
+    teacher[0, 0, 0, 0, :2] = 5.0
+    teacher[0, 1, 0, 0, 2] = 5.0
+    target = torch.tensor([0, 1, 0, 0]).view(1, 1, 1, 1, 4)
+    pseudo = trainer.masked_pseudo_label(teacher, target, annotated)
+    assert pseudo.view(-1).tolist() == [0, 1, 2, 0], "liver from the truth only, spleen from the teacher"
+    partial = trainer.partial_targets(target, annotated)
+    assert partial["valid"][0, :, 0, 0, 0].tolist() == [True, False], "the unannotated organ is unknown, " \
+                                                                        "never a background target"
+
+
+@pytest.fixture(scope="module")
+def trained_ltuda(union, nnunet_folders, run_command):
+    folder, _ = union
+    run_command("nnUNetv2_train", str(UNION_ID), "3d_tiny", "0", "-tr", LTUDA_SMOKE, "-device", "cpu")
+    return Path(nnunet_folders["nnUNet_results"]) / folder.name / f"{LTUDA_SMOKE}__nnUNetPlans__3d_tiny"
+
+
+def test_ltuda_trains_through_the_stage_switch_and_resumes_with_teacher_and_banks(trained_ltuda, union):
+    checkpoint_file = trained_ltuda / "fold_0" / "checkpoint_final.pth"
+    saved = torch.load(checkpoint_file, map_location="cpu", weights_only=False)
+    assert saved["logging"]["stage"] == [1.0, 2.0]
+    ppc = saved["logging"]["loss_ppc"]
+    assert np.isnan(ppc[0]) and ppc[1] > 0, "the prototype terms start at the switch"
+    assert all(v > 0 for v in saved["logging"]["loss_strong_pseudo"])
+    trainer, _ = resumed_trainer(nnUNetTrainerLTUDA, checkpoint_file)
+    assert trainer.optimizer_steps == 6, "the step counter, hence the stage, is restored"
+    for bank in ("prototypes_labeled", "prototypes_unlabeled"):
+        assert torch.equal(trainer.trained_network.state_dict()[bank], saved["network_weights"][bank])
+        assert torch.equal(trainer.teacher.network.state_dict()[bank],
+                           checkpoint_method_state(saved)["teacher_weights"][bank])
+    fresh = nnUNetTrainerLTUDA.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 1, 3,
+                                                          False)
+    assert not torch.equal(fresh.prototypes_unlabeled, saved["network_weights"]["prototypes_unlabeled"]), \
+        "the banks moved in stage 2 and are in the exported weights"
+
+
+def test_ltuda_predicts_with_the_stock_predictor_and_each_classifier(trained_ltuda, union, run_command, tmp_path):
+    folder, _ = union
+    model = ("-d", str(UNION_ID), "-c", "3d_tiny", "-f", "0", "-tr", LTUDA_SMOKE, "-device", "cpu", "-npp", "0",
+             "-nps", "0", "--disable_tta")
+    run_command("nnUNetv2_predict", "-i", str(folder / "imagesTs"), "-o", str(tmp_path / "stock"), *model)
+    assert len(list((tmp_path / "stock").glob("*.nii.gz"))) == 4
+    for classifier in ("linear", "labeled"):
+        run_command(*NNUNET_EXT, "predict", "-i", str(folder / "imagesTs"), "-o", str(tmp_path / classifier), *model,
+                    "--classifier", classifier)
+        assert len(list((tmp_path / classifier).glob("*.nii.gz"))) == 4
+    run_command(*NNUNET_EXT, "evaluate", str(folder / "labelsTs"), str(tmp_path / "stock"), "-o",
+                str(tmp_path / "s.json"), "--annotated-labels-from", str(folder / "dataset.json"))

@@ -18,7 +18,7 @@ def test_every_trainer_is_listed_with_what_it_does_and_needs():
         expected = ("gaze levels" if "GazeSup" in name else "labeled imagesTr" if name == "nnUNetTrainer"
                     else "two partner datasets" if "CMC" in name
                     else "labeled imagesTr, several co-registered channels" if "MAML" in name
-                    else "partial labels" if "Marginal" in name
+                    else "partial labels" if "Marginal" in name or "LTUDA" in name
                     else "labeled + imagesTrUnlabeled")
         assert kind.startswith(expected), name
     assert rows["nnUNetTrainerGazeSup_pure"][1] == "GazeSup with the `pure` consistency (no feature propagation)."

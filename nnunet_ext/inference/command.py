@@ -1,8 +1,10 @@
-"""``nnunet_ext predict``: ``nnUNetv2_predict`` (same flags) for cases that lack some modalities.
+"""``nnunet_ext predict``: ``nnUNetv2_predict`` (same flags) for cases that lack some modalities, or with another
+classifier of a model that has several.
 
 ``--missing NAMES`` makes those channels absent for every case; a case whose folder lacks a channel's file has it
 absent too, so a folder where some cases have every channel and some do not is predicted case by case.
 ``--protocol`` says how a MAML model treats absent modalities (:mod:`nnunet_ext.inference.missing_modalities`).
+``--classifier`` chooses an LTUDA model's classifier (linear threshold rule, labeled or unlabeled prototypes).
 """
 import argparse
 import os
@@ -11,8 +13,8 @@ import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 from nnunetv2.utilities.file_path_utilities import get_output_folder
 
-from nnunet_ext.inference.missing_modalities import (PROTOCOLS, channel_indices, channel_names,
-                                                         predict_with_missing)
+from nnunet_ext.inference.missing_modalities import PROTOCOLS, channel_indices, channel_names, predict_with_missing
+from nnunet_ext.networks.prototype_unet import CLASSIFIERS
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--protocol", choices=PROTOCOLS, default="joint",
                         help="MAML models: 'joint' = fused head without the absent modalities (as trained with "
                              "modality dropout), 'branches' = mean of the present branches' probabilities")
+    parser.add_argument("--classifier", choices=CLASSIFIERS, default=None,
+                        help="LTUDA models: the classifier to predict with instead of the trained model's recorded "
+                             "one ('unlabeled' / 'labeled' prototypes, 'linear' threshold rule)")
 
 
 def predictor_from_arguments(args: argparse.Namespace) -> nnUNetPredictor:
@@ -65,12 +70,23 @@ def predictor_from_arguments(args: argparse.Namespace) -> nnUNetPredictor:
     return predictor
 
 
+def choose_classifier(predictor: nnUNetPredictor, classifier: str) -> None:
+    """Predict with ``classifier`` (a network with several classifiers: LTUDA's); refused for any other network."""
+    network = getattr(predictor.network, "_orig_mod", predictor.network)
+    if not hasattr(network, "classifier"):
+        raise ValueError(f"--classifier needs a network with several classifiers (nnUNetTrainerLTUDA); "
+                         f"{type(network).__name__} has one")
+    network.classifier = classifier
+
+
 def run(args: argparse.Namespace) -> None:
     """Predict, then say which cases were predicted without which channels."""
     if not 0 <= args.part_id < args.num_parts:
         raise ValueError(f"-part_id {args.part_id} must lie in 0 … {args.num_parts - 1} "
                          f"(-num_parts {args.num_parts})")
     predictor = predictor_from_arguments(args)
+    if args.classifier is not None:
+        choose_classifier(predictor, args.classifier)
     missing = channel_indices(predictor.dataset_json, args.missing)
     groups = predict_with_missing(predictor, args.input, args.output, missing, args.protocol, args.save_probabilities,
                                   not args.continue_prediction, args.npp, args.nps, args.prev_stage_predictions,

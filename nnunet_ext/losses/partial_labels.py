@@ -28,3 +28,15 @@ def marginal_logits(logits: Logits, annotated: torch.Tensor) -> Logits:
     background = torch.logsumexp(logits.masked_fill(~into_background, float("-inf")), dim=1, keepdim=True)
     low = torch.finfo(logits.dtype).min / 4
     return torch.cat((background, logits[:, 1:].masked_fill(~mask[:, 1:], low)), 1)
+
+
+def partial_bce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """LTUDA's partial BCE (spec §3.5), fixed as §3.10 asks: per organ channel the sigmoid BCE averaged over the
+    valid entries only (samples and voxels where the channel is known), then the mean over the channels with any
+    valid entry. ``logits``, ``targets`` (0 / 1) and ``valid`` (booleans) are ``(batch, organs, *spatial)``."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
+    weights = valid.float()
+    per_channel = weights.transpose(0, 1).flatten(1).sum(1)
+    losses = (bce * weights).transpose(0, 1).flatten(1).sum(1) / per_channel.clamp_min(1)
+    known = per_channel > 0
+    return losses[known].mean() if bool(known.any()) else logits.sum() * 0

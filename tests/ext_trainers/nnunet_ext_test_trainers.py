@@ -9,6 +9,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunet_ext.trainers import (nnUNetTrainerCMC, nnUNetTrainerDTC, nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_pure,
+                                 nnUNetTrainerLTUDA,
                                  nnUNetTrainerMAML, nnUNetTrainerMarginal, nnUNetTrainerMeanTeacher, nnUNetTrainerUAMT,
                                  nnUNetTrainerUGMCL)
 
@@ -36,3 +37,4 @@ nnUNetTrainerCMC_smoke = _short(nnUNetTrainerCMC)
 nnUNetTrainerMAML_smoke = _short(nnUNetTrainerMAML)
 nnUNetTrainer_smoke = _short(nnUNetTrainer)
 nnUNetTrainerMarginal_smoke = _short(nnUNetTrainerMarginal)
+nnUNetTrainerLTUDA_smoke = _short(nnUNetTrainerLTUDA)

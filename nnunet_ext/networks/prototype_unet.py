@@ -1,0 +1,91 @@
+"""LTUDA's network (spec §3.3, §3.11): the plans' U-Net as the linear classifier (one sigmoid channel per organ,
+no background channel), a projection head on its last decoder features and two prototype banks (labeled and
+unlabeled pixels) as buffers, so the stock predictor, ``--c`` and the exported weights carry them.
+
+* Linear classifier: the U-Net with ``classes − 1`` outputs; its logits ``z`` (one per organ).
+* Projection head: 1×1 conv → norm → nonlin → 1×1 conv (the plans' ops), L2-normalised, a LayerNorm over the
+  embedding and L2-normalised again: unit embeddings ``e`` (``embedding_dim``).
+* Prototype classifiers: per bank, class scores ``max_m ⟨e, P_{k,m}⟩`` through a learnable LayerNorm over the
+  classes (a learned temperature), logits of a softmax over all classes (background included).
+
+In ``train()`` mode :meth:`forward` returns ``(z, e)``. In ``eval()`` mode it returns logits of all classes for
+nnU-Net's softmax: with deep supervision off those of :attr:`classifier` — ``"unlabeled"`` (the paper's
+default), ``"labeled"``, or ``"linear"``, the threshold rule (background unless an organ's sigmoid reaches 0.5,
+then the most probable organ) written as ``[0, z_1 … z_{K-1}]``, whose argmax is that rule —, with deep
+supervision on (nnU-Net's online validation) the threshold rule at every scale.
+"""
+from typing import List, Tuple, Union
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nnunet_ext.networks.feature_taps import DecoderFeatureTap
+
+CLASSIFIERS = ("unlabeled", "labeled", "linear")
+BANKS = ("labeled", "unlabeled")
+Logits = Union[torch.Tensor, List[torch.Tensor]]
+
+
+def threshold_rule_logits(organ_logits: torch.Tensor) -> torch.Tensor:
+    """``[0, z_1 … z_{K-1}]``: softmax-argmax gives background where every ``σ(z) < 0.5`` (every ``z < 0``), else the
+    organ with the largest ``z`` (spec §3.8's linear classifier)."""
+    return torch.cat((torch.zeros_like(organ_logits[:, :1]), organ_logits), 1)
+
+
+class PrototypeUNet(nn.Module):
+    """Built from a ``dynamic_network_architectures`` U-Net with ``num_classes − 1`` outputs."""
+
+    def __init__(self, unet: nn.Module, num_classes: int, prototypes_per_class: int = 5, embedding_dim: int = 64,
+                 classifier: str = "unlabeled") -> None:
+        super().__init__()
+        if classifier not in CLASSIFIERS:
+            raise ValueError(f"unknown classifier {classifier!r}; choose one of {CLASSIFIERS}")
+        self.encoder = unet.encoder
+        self.decoder = unet.decoder
+        self.classifier = classifier
+        encoder = unet.encoder
+        channels = unet.decoder.seg_layers[-1].in_channels
+        self.projection = nn.Sequential(
+            encoder.conv_op(channels, embedding_dim, 1), encoder.norm_op(embedding_dim, **(encoder.norm_op_kwargs or {})),
+            encoder.nonlin(**(encoder.nonlin_kwargs or {})), encoder.conv_op(embedding_dim, embedding_dim, 1))
+        self.embedding_norm = nn.LayerNorm(embedding_dim)
+        self.class_norms = nn.ModuleDict({bank: nn.LayerNorm(num_classes) for bank in BANKS})
+        for bank in BANKS:
+            initial = nn.init.trunc_normal_(torch.empty(num_classes, prototypes_per_class, embedding_dim), std=0.02)
+            self.register_buffer(f"prototypes_{bank}", F.normalize(initial, dim=-1))
+        self._features = DecoderFeatureTap(self.decoder)
+
+    def bank(self, name: str) -> torch.Tensor:
+        return getattr(self, f"prototypes_{name}")
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """Unit embeddings ``(B, D, *spatial)`` of the last decoder features."""
+        e = F.normalize(self.projection(features), dim=1)
+        e = self.embedding_norm(e.movedim(1, -1)).movedim(-1, 1)
+        return F.normalize(e, dim=1)
+
+    def prototype_logits(self, embeddings: torch.Tensor, bank: str) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(class logits ``(B, classes, *spatial)``, similarities ``(B, classes·M, *spatial)``) of one bank."""
+        prototypes = self.bank(bank).detach().clone()
+        scores = torch.einsum("bd...,kmd->bkm...", embeddings.float(), prototypes.float())
+        class_scores = scores.amax(2)
+        logits = self.class_norms[bank](class_scores.movedim(1, -1)).movedim(-1, 1)
+        return logits, scores.flatten(1, 2)
+
+    def organ_logits(self, x: torch.Tensor) -> Logits:
+        """The linear classifier's organ logits alone (the teacher's pseudo-labels)."""
+        logits = self.decoder(self.encoder(x))
+        self._features.pop()
+        return logits
+
+    def forward(self, x: torch.Tensor) -> Union[Tuple[Logits, torch.Tensor], Logits]:
+        organ_logits = self.decoder(self.encoder(x))
+        features = self._features.pop()
+        if self.training:
+            return organ_logits, self.embed(features)
+        if isinstance(organ_logits, (list, tuple)):
+            return [threshold_rule_logits(scale) for scale in organ_logits]
+        if self.classifier == "linear":
+            return threshold_rule_logits(organ_logits)
+        return self.prototype_logits(self.embed(features), self.classifier)[0]
