@@ -110,6 +110,18 @@ def add_tiny_configuration(plans_file: str, name: str = "3d_tiny", parent: str =
         json.dump(plans, f, indent=1)
 
 
+def with_first_voxel(label_file, value: int) -> None:
+    """Rewrite a label file in place with its first voxel set to ``value`` (same geometry): a label with a value
+    its dataset does not declare."""
+    import SimpleITK as sitk
+    label = sitk.ReadImage(str(label_file))
+    array = sitk.GetArrayFromImage(label)
+    array.flat[0] = value
+    changed = sitk.GetImageFromArray(array)
+    changed.CopyInformation(label)
+    sitk.WriteImage(changed, str(label_file))
+
+
 def resumed_trainer(cls, checkpoint_file):
     """``(trainer, checkpoint)``: a trainer of ``cls`` rebuilt on the CPU from the ``init_args`` of
     ``checkpoint_file`` and restored from it, as ``nnUNetv2_train --c`` does, and the checkpoint as loaded."""

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import converter, require_shared
+from conftest import converter, require_shared, with_first_voxel
 
 CASE_2018 = "Brats18_2013_6_1"
 CODES_2015_TO_2018 = {1: 1, 2: 2, 3: 1, 4: 4}
@@ -156,13 +156,7 @@ def test_broken_releases_name_the_problem_and_leave_nothing(shared, converted_20
         convert(tmp_path / "raw", monkeypatch, "-i", str(unsegmented), "-d", "725")
     wrong = tmp_path / "wrong_values"
     case_folder = release_2018(shared, wrong)
-    seg_path = case_folder / f"{CASE_2018}_seg.nii.gz"
-    seg = sitk.ReadImage(str(seg_path))
-    values = sitk.GetArrayFromImage(seg)
-    values[0, 0, 0] = 3
-    changed = sitk.GetImageFromArray(values)
-    changed.CopyInformation(seg)
-    sitk.WriteImage(changed, str(seg_path))
+    with_first_voxel(case_folder / f"{CASE_2018}_seg.nii.gz", 3)
     with pytest.raises(ValueError, match=r"_seg\.nii\.gz: label values \[3\] are not BraTS 2018-2021 labels"):
         convert(tmp_path / "raw", monkeypatch, "-i", str(wrong), "-d", "725", "-np", "0")
     assert not (tmp_path / "raw").exists() or not any(p.name.startswith(("Dataset725", "."))

@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from conftest import add_tiny_configuration, resumed_trainer, start_trainer
+from conftest import add_tiny_configuration, resumed_trainer, start_trainer, with_first_voxel
 from nnunet_ext.cli import main as nnunet_ext
 from nnunet_ext.dataset_conversion.partial_union import make_partial_union
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_single_structure_datasets
@@ -95,13 +95,7 @@ def test_the_union_refuses_what_it_cannot_join(union, nnunet_folders, tmp_path):
                            label_set="ltuda", raw_root=str(raw))
     bad = tmp_path / "Dataset957_Bad"
     shutil.copytree(raw / "Dataset952_SynthLiver", bad)
-    label_file = bad / "labelsTr" / "liver_002.nii.gz"
-    label = sitk.ReadImage(str(label_file))
-    array = sitk.GetArrayFromImage(label)
-    array[0, 0, 0] = 3
-    relabelled = sitk.GetImageFromArray(array)
-    relabelled.CopyInformation(label)
-    sitk.WriteImage(relabelled, str(label_file))
+    with_first_voxel(bad / "labelsTr" / "liver_002.nii.gz", 3)
     with pytest.raises(ValueError, match=r"liver_002.nii.gz: label values \[3\] are not declared"):
         make_partial_union([f"{bad}:liver"], "955", raw_root=str(raw))
     dataset_json = json.loads((bad / "dataset.json").read_text())

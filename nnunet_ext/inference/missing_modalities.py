@@ -133,14 +133,10 @@ def predict_with_missing(predictor: nnUNetPredictor, input_folder: str, output_f
             files = []
             for case in tqdm(group, desc=f"zero images for absent channels {list(absent)}", disable=not absent):
                 present = cases[case]
-                row = []
-                for channel in range(num_channels):
-                    if channel in absent:
-                        row.append(os.path.join(zeros_folder, f"{case}_{channel:04d}{ending}"))
-                        zero_channel(next(iter(present.values())), row[-1], predictor)
-                    else:
-                        row.append(present[channel])
-                files.append(row)
+                zeros = os.path.join(zeros_folder, f"{case}_{absent[0]:04d}{ending}") if absent else None
+                if zeros is not None:
+                    zero_channel(next(iter(present.values())), zeros, predictor)
+                files.append([zeros if channel in absent else present[channel] for channel in range(num_channels)])
             tell_network(predictor, absent, protocol)
             outputs = [os.path.join(output_folder, case) for case in group]
             if num_processes_preprocessing == 0 and num_processes_segmentation_export == 0:

@@ -18,7 +18,7 @@ its own loss:
 import math
 import os
 from os.path import join
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -73,6 +73,12 @@ class nnUNetTrainerLossTerms(nnUNetTrainer):
         super().on_train_start()
         if self.local_rank == 0:
             save_json(self.inference_dataset_json(), join(self.output_folder_base, "dataset.json"), sort_keys=False)
+
+    def to_device(self, value: Union[torch.Tensor, List[torch.Tensor]]) -> Union[torch.Tensor, List[torch.Tensor]]:
+        """A batch entry (tensor or deep-supervision list) on the training device."""
+        if isinstance(value, (list, tuple)):
+            return [v.to(self.device, non_blocking=True) for v in value]
+        return value.to(self.device, non_blocking=True)
 
     def autocast(self):
         """Mixed precision on CUDA, as nnU-Net's own steps (autocast is slow or unsupported elsewhere)."""

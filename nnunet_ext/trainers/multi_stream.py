@@ -112,12 +112,6 @@ class nnUNetTrainerMultiStream(nnUNetTrainerLossTerms):
         self.streams = {spec.name: build_stream(spec) for spec in self.stream_specs()}
         return train, val
 
-    def to_device(self, value: TensorOrList) -> TensorOrList:
-        """A batch entry (tensor or deep-supervision list) on the training device."""
-        if isinstance(value, (list, tuple)):
-            return [v.to(self.device, non_blocking=True) for v in value]
-        return value.to(self.device, non_blocking=True)
-
     @staticmethod
     def rows(output: TensorOrList, selection: slice) -> TensorOrList:
         """The selected samples of a network output, target or deep-supervision list."""

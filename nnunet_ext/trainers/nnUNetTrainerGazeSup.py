@@ -133,10 +133,7 @@ class nnUNetTrainerGazeSup(nnUNetTrainerLossTerms):
 
     def train_step(self, batch: dict) -> dict:
         """One step of all L networks on one batch, with the loss terms logged."""
-        data = batch["data"].to(self.device, non_blocking=True)
-        target = batch["target"]
-        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
-            else target.to(self.device, non_blocking=True)
+        data, target = self.to_device(batch["data"]), self.to_device(batch["target"])
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
             terms = self.compute_loss(self.network(data), target)

@@ -19,7 +19,8 @@ organs from its key:
   **Stage 2** (from ``stage_two_start`` of training; CDA + PDA) adds, per strong view and prototype bank (labeled:
   annotated organs and background, unlabeled: teacher-found organs and background;
   :mod:`nnunet_ext.training.prototypes`), ``CE(O_bank, Ŷ_s) + 0.01·PPC + 0.001·PPD`` and the banks' momentum update
-  (0.999) from the correctly classified pixels.
+  (0.999) from the correctly classified pixels. Under DDP, stage 1 adds the prototype heads with weight 0, so
+  that every parameter takes part in each step as DDP requires.
 
 The linear head is trained at full resolution (nnU-Net's deep supervision is off, as the original). The banks
 are network buffers and the teacher and the step counter are in the checkpoint, so ``--c`` restores the stage,
@@ -150,7 +151,7 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
             terms.update(prototype)
             terms["loss"] = terms["loss"] + terms["loss_prototype_ce"] + self.ppc_weight * terms["loss_ppc"] + \
                 self.ppd_weight * terms["loss_ppd"]
-        else:
+        elif self.is_ddp:
             unused = self.trained_network.prototype_logits(e_strong[0], BANKS[0])[0].sum() + \
                 self.trained_network.prototype_logits(e_strong[0], BANKS[1])[0].sum()
             terms["loss"] = terms["loss"] + 0 * unused

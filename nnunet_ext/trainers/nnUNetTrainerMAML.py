@@ -80,8 +80,7 @@ class nnUNetTrainerMAML(nnUNetTrainerLossTerms):
 
     def train_step(self, batch: dict) -> dict:
         """One step on nnU-Net's batch, each sample fusing the modalities modality dropout keeps."""
-        data = batch["data"].to(self.device, non_blocking=True)
-        target = [t.to(self.device, non_blocking=True) for t in batch["target"]]
+        data, target = self.to_device(batch["data"]), self.to_device(batch["target"])
         present = random_present_modalities(data.shape[0], data.shape[1], self.modality_dropout_probability,
                                             data.device)
         self.optimizer.zero_grad(set_to_none=True)

@@ -19,9 +19,7 @@ class nnUNetTrainerMarginal(nnUNetTrainerPartialLabels):
 
     def train_step(self, batch: dict) -> dict:
         """nnU-Net's step with its loss on the marginal logits of each case."""
-        data = batch["data"].to(self.device, non_blocking=True)
-        target = [t.to(self.device, non_blocking=True) for t in batch["target"]] \
-            if isinstance(batch["target"], list) else batch["target"].to(self.device, non_blocking=True)
+        data, target = self.to_device(batch["data"]), self.to_device(batch["target"])
         mask = self.annotation_mask(batch["keys"])
         self.optimizer.zero_grad(set_to_none=True)
         with self.autocast():
