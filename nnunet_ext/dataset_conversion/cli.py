@@ -27,6 +27,9 @@ CONVERTERS: Dict[str, Tuple[str, str]] = {
     "mscmrseg": ("nnunet_ext.dataset_conversion.mscmrseg",
                  "MS-CMRSeg 2019 cardiac MR (or MyoPS) to one dataset per sequence, the two sequences linked as "
                  "partners (CMC)"),
+    "acdc": ("nnunet_ext.dataset_conversion.acdc",
+             "ACDC cine cardiac MR (the h5 release of WSL4MIS/SSL4MIS) to RV, myocardium and LV volumes split by "
+             "patient, or their scribbles"),
     "myops": ("nnunet_ext.dataset_conversion.myops",
               "MyoPS cardiac MR (bSSFP, LGE, T2 co-registered) to three-channel volumes with LV, myocardium, RV, "
               "edema and scar labels"),
