@@ -106,6 +106,24 @@ def test_the_union_refuses_what_it_cannot_join(union, nnunet_folders, tmp_path):
     assert not any(raw.glob("Dataset955_*")), "nothing half-written"
 
 
+def test_the_ct_window_planner_maps_ltudas_window_onto_minus_one_to_one(union):
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+    folder, preprocessed = union
+    nnunet_ext(["plan_and_preprocess", "-d", str(UNION_ID), "-pl", "nnUNetPlannerCTWindow", "-c", "3d_fullres",
+                "-np", "1", "-npfp", "1"])
+    plans = json.loads((preprocessed / "nnUNetPlansCTWindow.json").read_text())
+    window = plans["foreground_intensity_properties_per_channel"]["0"]
+    assert [window[k] for k in ("percentile_00_5", "percentile_99_5", "mean", "std")] == [-325, 325, 0, 325]
+    assert plans["configurations"]["3d_fullres"]["normalization_schemes"] == ["CTNormalization"]
+    stock = json.loads((preprocessed / "nnUNetPlans.json").read_text())["foreground_intensity_properties_per_channel"]
+    assert stock["0"]["percentile_99_5"] < 325, "nnU-Net's own plans keep the measured percentiles"
+    cases_folder = str(preprocessed / "nnUNetPlansCTWindow_3d_fullres")
+    data = infer_dataset_class(cases_folder)(cases_folder).load_case("liver_000")[0][:]
+    raw = read(folder / "imagesTr" / "liver_000_0000.nii.gz")
+    assert data.shape[1:] == raw.shape
+    np.testing.assert_allclose(data[0], np.clip(raw, -325, 325) / 325, atol=1e-5)
+
+
 def test_the_marginal_loss_never_teaches_an_unannotated_class_as_background(union):
     _, preprocessed = union
     plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())

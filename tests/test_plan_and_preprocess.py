@@ -236,6 +236,13 @@ def test_nnunet_resenc_planner_resolves(preprocessed):
     assert plans["experiment_planner_used"] == "nnUNetPlannerResEncM"
 
 
+def test_ct_window_planner_refuses_a_dataset_without_ct_channel(preprocessed):
+    with pytest.raises(ValueError, match=r"Dataset801_\w+/dataset.json names no CT channel.*'T1'"):
+        cli.main(["plan_and_preprocess", "-d", str(DATASET_ID), "-pl", "nnUNetPlannerCTWindow", "--no_pp",
+                  "-npfp", "1"])
+    assert not (preprocessed / "nnUNetPlansCTWindow.json").exists()
+
+
 def test_unknown_planner_is_a_clear_error(nnunet_dirs):
     with pytest.raises(ValueError, match=r"Unknown ExperimentPlanner 'NoSuchPlanner'.*nnunet_ext\.planners"):
         cli.main(["plan_and_preprocess", "-d", str(DATASET_ID), "-pl", "NoSuchPlanner"])

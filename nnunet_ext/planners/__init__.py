@@ -6,3 +6,6 @@ from here (``from nnunet_ext.planners.my_planner import MyPlanner`` in this file
 ``ExperimentPlanner`` and keep nnU-Net's built-in preprocessor, normalisation and reader names in the plans, so
 stock ``nnUNetv2_train`` and ``nnUNetv2_predict`` can use their plans.
 """
+from nnunet_ext.planners.ct_window import nnUNetPlannerCTWindow
+
+__all__ = ["nnUNetPlannerCTWindow"]

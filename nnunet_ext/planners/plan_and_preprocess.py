@@ -455,8 +455,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "fingerprint extractor.")
     parser.add_argument("-pl", default="ExperimentPlanner",
                         help="Experiment planner class: a name in nnunetv2.experiment_planning (e.g. "
-                             "nnUNetPlannerResEncM, nnUNetPlannerResEncL) or a dotted path package.module.Class of "
-                             f"your own (nnunet_ext ships no planner yet; {EXTENSION_PACKAGE} is searched too)")
+                             f"nnUNetPlannerResEncM, nnUNetPlannerResEncL), one of {EXTENSION_PACKAGE} "
+                             "(nnUNetPlannerCTWindow: a fixed CT window, LTUDA's [-325, 325] HU, plans "
+                             "nnUNetPlansCTWindow) or a dotted path package.module.Class of your own")
     parser.add_argument("-gpu_memory_target", type=float, default=None,
                         help="Custom GPU memory target in GB (changes patch and batch size). Default: the planner's.")
     parser.add_argument("-preprocessor_name", default="DefaultPreprocessor",
