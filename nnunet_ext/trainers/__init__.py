@@ -3,7 +3,7 @@ from nnunet_ext.trainers.nnUNetTrainerCMC import nnUNetTrainerCMC, nnUNetTrainer
 from nnunet_ext.trainers.nnUNetTrainerDTC import nnUNetTrainerDTC, nnUNetTrainerDTC_dropout, nnUNetTrainerDTC_paper
 from nnunet_ext.trainers.nnUNetTrainerGazeSup import (nnUNetTrainerGazeSup, nnUNetTrainerGazeSup_flipsOnly,
                                                       nnUNetTrainerGazeSup_paper, nnUNetTrainerGazeSup_pure)
-from nnunet_ext.trainers.nnUNetTrainerLTUDA import nnUNetTrainerLTUDA
+from nnunet_ext.trainers.nnUNetTrainerLTUDA import nnUNetTrainerLTUDA, nnUNetTrainerLTUDA_paper
 from nnunet_ext.trainers.nnUNetTrainerMAML import nnUNetTrainerMAML, nnUNetTrainerMAML_noDropout
 from nnunet_ext.trainers.nnUNetTrainerMarginal import nnUNetTrainerMarginal
 from nnunet_ext.trainers.nnUNetTrainerMeanTeacher import (nnUNetTrainerMeanTeacher, nnUNetTrainerMeanTeacher_dropout,
@@ -18,4 +18,4 @@ __all__ = ["nnUNetTrainerMeanTeacher", "nnUNetTrainerUAMT", "nnUNetTrainerDTC", 
            "nnUNetTrainerUGMCL_paper", "nnUNetTrainerGazeSup", "nnUNetTrainerGazeSup_pure",
            "nnUNetTrainerGazeSup_flipsOnly", "nnUNetTrainerGazeSup_paper", "nnUNetTrainerCMC",
            "nnUNetTrainerCMC_sortedCSC", "nnUNetTrainerCMC_mseCAC", "nnUNetTrainerMAML", "nnUNetTrainerMAML_noDropout",
-           "nnUNetTrainerMarginal", "nnUNetTrainerLTUDA"]
+           "nnUNetTrainerMarginal", "nnUNetTrainerLTUDA", "nnUNetTrainerLTUDA_paper"]

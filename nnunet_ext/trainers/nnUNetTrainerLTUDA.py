@@ -167,3 +167,14 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
     def on_validation_epoch_end(self, val_outputs: List[dict]) -> None:
         self.trained_network.classifier = self.inference_classifier
         super().on_validation_epoch_end(val_outputs)
+
+
+class nnUNetTrainerLTUDA_paper(nnUNetTrainerLTUDA):
+    """LTUDA's optimiser (spec §3.7): SGD lr 1e-3 without weight decay; Nesterov momentum 0.99 and the poly decay
+    are nnU-Net's and the original's alike."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.initial_lr = 1e-3
+        self.weight_decay = 0.0
