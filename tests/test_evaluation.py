@@ -350,6 +350,38 @@ def test_command_voxel_units_and_default_output(tmp_path):
     assert written["metric_per_case"][0]["metrics"]["1"]["ASD"] == pytest.approx(4.0)
 
 
+# ---------------------------------------------------------------- LTUDA's 2-D HD in pixels
+
+def test_slice_hd_by_hand_and_against_medpy():
+    """Reference slices 1–3 hold a square; the prediction shifts it by 2 pixels in slice 1, is empty in slice 2
+    (skipped) and equals it in slice 3; slice 4 (outside the reference's range) holds a stray blob, not scored."""
+    from nnunet_ext.evaluation.metrics import slice_hausdorff_pixels
+    ref, pred = np.zeros((6, 12, 12), bool), np.zeros((6, 12, 12), bool)
+    ref[1:4, 3:7, 3:7] = True
+    pred[1, 5:9, 3:7] = True
+    pred[3, 3:7, 3:7] = True
+    pred[4, 0:2, 0:2] = True
+    assert slice_hausdorff_pixels(pred, ref) == pytest.approx((2.0 + 0.0) / 2)
+    assert math.isnan(slice_hausdorff_pixels(pred, np.zeros_like(ref)))
+    medpy_binary = pytest.importorskip("medpy.metric.binary")
+    rng = np.random.default_rng(4)
+    blob_pred, blob_ref = random_blob(rng, (30, 26)), random_blob(rng, (30, 26))
+    assert slice_hausdorff_pixels(blob_pred, blob_ref) == pytest.approx(medpy_binary.hd(blob_pred, blob_ref))
+
+
+def test_command_adds_the_slice_hd_beside_hd95(tmp_path, capsys):
+    ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
+    main(["evaluate", "-ref", str(ref_dir), "-pred", str(pred_dir), "--slice-hd", "-np", "1"])
+    written = json.loads((pred_dir / "summary.json").read_text())
+    for case in written["metric_per_case"]:
+        for metrics in case["metrics"].values():
+            assert "slice_HD_px" in metrics and "HD95" in metrics
+    assert "slice_HD_px" in written["mean"]["1"] and "slice_HD_px" in written["foreground_mean"]
+    assert "slice_HD_px" in capsys.readouterr().out
+    main(["evaluate", "-ref", str(ref_dir), "-pred", str(pred_dir), "-np", "1"])
+    assert "slice_HD_px" not in json.loads((pred_dir / "summary.json").read_text())["mean"]["1"]
+
+
 # ---------------------------------------------------------------- regions and partial labels, by hand
 
 def test_regions_of_a_dataset_json_are_scored_on_both_label_maps(tmp_path):

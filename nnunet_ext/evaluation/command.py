@@ -33,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--annotated-labels-from", metavar="DATASET_JSON", default=None,
                         help="partially labeled data: score each case only on the classes its 'annotated_labels' "
                              "entry in this dataset.json names (means over the cases that annotate a class)")
+    parser.add_argument("--slice-hd", action="store_true",
+                        help="also LTUDA's reported 'HD' (slice_HD_px): per slice of the reference's range the 2-D "
+                             "Hausdorff distance (maximum) in pixels, slices with an empty prediction skipped, "
+                             "averaged; for comparing with the paper beside HD95 in mm")
     parser.add_argument("--chill", action="store_true",
                         help="score the references that have a prediction and list the others, instead of stopping")
     parser.add_argument("-np", dest="num_processes", type=int, default=2,
@@ -76,7 +80,7 @@ def run(args: argparse.Namespace) -> None:
     annotated = annotated_labels_from(args.annotated_labels_from) if args.annotated_labels_from else None
     summary = evaluate_folders(ref_dir, pred_dir, labels=args.labels, output_file=args.output_file,
                                voxel_units=args.voxel_units, num_processes=args.num_processes, regions=regions,
-                               annotated_labels=annotated, chill=args.chill)
+                               annotated_labels=annotated, chill=args.chill, slice_hd=args.slice_hd)
     print(format_table(summary))
     if summary.get("missing_predictions"):
         print(f"\n--chill: {len(summary['missing_predictions'])} reference(s) without a prediction in {pred_dir}, "

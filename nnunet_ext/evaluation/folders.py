@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from nnunet_ext.evaluation.label_sets import ScoredClass, annotated_classes, class_key, class_mask
 from nnunet_ext.evaluation.metrics import (COUNT_METRICS, DISTANCE_METRICS, EMPTY_MASK_RULE, OVERLAP_METRICS,
-                                           binary_metrics)
+                                           SLICE_HD, binary_metrics, slice_hausdorff_pixels)
 from nnunet_ext.evaluation.segmentations import IMAGE_ENDINGS, NATURAL_2D_ENDINGS, image_ending, read_segmentation
 from nnunet_ext.worker_pool import result_of, spawned_pool
 
@@ -27,14 +27,16 @@ def _foreground_labels(array: np.ndarray, path: str) -> List[int]:
 
 
 def evaluate_case(ref_file: str, pred_file: str, classes: Optional[Sequence[ScoredClass]] = None,
-                  voxel_units: bool = False, annotated: Optional[Sequence[int]] = None) -> Dict[str, Any]:
+                  voxel_units: bool = False, annotated: Optional[Sequence[int]] = None,
+                  slice_hd: bool = False) -> Dict[str, Any]:
     """Metrics of one prediction file against its reference file.
 
     Returns ``{"reference_file", "prediction_file", "metrics": {class: binary_metrics(...)},
     "reference_labels": [...]}``. ``classes`` are labels or regions (see :mod:`~nnunet_ext.evaluation.label_sets`);
     without them, metrics are computed for every non-zero value of either image (labels absent from both are
     both-empty cases, which the caller can fill in without reading the images again). With ``annotated`` (the
-    labels this case annotates) only the classes the reference is complete for are scored. Raises ValueError
+    labels this case annotates) only the classes the reference is complete for are scored; ``slice_hd`` adds
+    LTUDA's 2-D HD in pixels (:func:`~nnunet_ext.evaluation.metrics.slice_hausdorff_pixels`). Raises ValueError
     naming the file when the prediction's size or spacing differs from the reference's.
     """
     ref, spacing = read_segmentation(ref_file)
@@ -53,11 +55,15 @@ def evaluate_case(ref_file: str, pred_file: str, classes: Optional[Sequence[Scor
         classes = annotated_classes(classes, annotated)
     if voxel_units:
         spacing = (1.0,) * ref.ndim
+    metrics = {c: binary_metrics(class_mask(pred, c), class_mask(ref, c), spacing) for c in classes}
+    if slice_hd:
+        for c in classes:
+            metrics[c][SLICE_HD] = slice_hausdorff_pixels(class_mask(pred, c), class_mask(ref, c))
     return {"reference_file": ref_file, "prediction_file": pred_file, "reference_labels": reference_labels,
-            "metrics": {c: binary_metrics(class_mask(pred, c), class_mask(ref, c), spacing) for c in classes}}
+            "metrics": metrics}
 
 
-def _evaluate_case_task(task: Tuple[str, str, Optional[List[ScoredClass]], bool, Optional[List[int]]]
+def _evaluate_case_task(task: Tuple[str, str, Optional[List[ScoredClass]], bool, Optional[List[int]], bool]
                         ) -> Dict[str, Any]:
     """``evaluate_case`` with its arguments packed in one tuple, for ``Pool.imap``."""
     return evaluate_case(*task)
@@ -146,7 +152,7 @@ def _class_means(per_case: List[Dict[str, Any]], key: str) -> Dict[str, Any]:
         return {**{m: math.nan for m in OVERLAP_METRICS + COUNT_METRICS + DISTANCE_METRICS},
                 "n_undefined_distance": 0, "n_cases": 0}
     means: Dict[str, Any] = {m: float(np.mean([r[m] for r in rows])) for m in OVERLAP_METRICS + COUNT_METRICS}
-    means.update({m: _finite_mean([r[m] for r in rows]) for m in DISTANCE_METRICS})
+    means.update({m: _finite_mean([r[m] for r in rows]) for m in DISTANCE_METRICS + (SLICE_HD,) if m in rows[0]})
     means["n_undefined_distance"] = sum(1 for r in rows if not math.isfinite(r["HD95"]))
     means["n_cases"] = len(rows)
     return means
@@ -156,7 +162,8 @@ def _foreground_mean(mean: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
     """nnU-Net's ``foreground_mean``: the mean over the foreground classes (not label 0) of the per-class means."""
     entries = [entry for key, entry in mean.items() if key != "0"]
     result: Dict[str, Any] = {m: _finite_mean([e[m] for e in entries])
-                              for m in OVERLAP_METRICS + DISTANCE_METRICS + COUNT_METRICS}
+                              for m in OVERLAP_METRICS + DISTANCE_METRICS + COUNT_METRICS + (SLICE_HD,)
+                              if all(m in e for e in entries)}
     result["n_undefined_distance"] = sum(e["n_undefined_distance"] for e in entries)
     return result
 
@@ -181,7 +188,8 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
                      output_file: Optional[str] = None, voxel_units: bool = False, num_processes: int = 2,
                      file_names: Optional[Sequence[str]] = None,
                      regions: Optional[Dict[str, ScoredClass]] = None,
-                     annotated_labels: Optional[Dict[str, List[int]]] = None, chill: bool = False) -> Dict[str, Any]:
+                     annotated_labels: Optional[Dict[str, List[int]]] = None, chill: bool = False,
+                     slice_hd: bool = False) -> Dict[str, Any]:
     """Evaluate every prediction in ``pred_dir`` against the file of the same name in ``ref_dir``.
 
     ``labels`` defaults to every non-zero value found in the references; ``regions`` (``{name: region}``, see
@@ -190,7 +198,8 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
     class's mean is over those cases (``n_cases``). Distances are in the reference spacing's units (mm) or in
     voxels with ``voxel_units``; 2-D natural images (PNG, BMP) carry no spacing, so theirs are in pixels.
     ``file_names`` restricts the evaluation to those files (see ``pair_files``); ``chill`` (nnU-Net's flag) scores
-    the references that have a prediction and lists the others under ``missing_predictions``. The
+    the references that have a prediction and lists the others under ``missing_predictions``; ``slice_hd`` adds
+    LTUDA's 2-D HD in pixels per class (``slice_HD_px``; a class empty in both images has none, NaN). The
     summary is written to ``output_file`` (default ``pred_dir/summary.json``) with NaN as null, and returned with
     NaN as float NaN: ``{"metric_per_case": [{"prediction_file", "reference_file", "metrics": {"1": {...}}}],
     "mean": {"1": {...}}, "foreground_mean": {...}, "units", "empty_mask_rule"}``, plus ``region_names`` with
@@ -218,7 +227,7 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
     if chosen is not None and not chosen:
         raise ValueError("The list of labels to evaluate is empty.")
     tasks = [(os.path.join(ref_dir, n), os.path.join(pred_dir, n), chosen, voxel_units,
-              None if annotated_labels is None else annotated_labels[case_id(n)]) for n in names]
+              None if annotated_labels is None else annotated_labels[case_id(n)], slice_hd) for n in names]
     results = _map_with_progress(_evaluate_case_task, tasks, num_processes)
     if chosen is None:
         chosen = sorted({label for result in results for label in result["reference_labels"]} |
@@ -227,6 +236,8 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
             raise ValueError(f"The references in {ref_dir} hold no foreground label; name the labels to "
                              f"evaluate (-l / labels=).")
     both_empty = binary_metrics(np.zeros(1, dtype=bool), np.zeros(1, dtype=bool))
+    if slice_hd:
+        both_empty[SLICE_HD] = math.nan
     per_case = []
     for name, result in zip(names, results):
         scored = chosen if annotated_labels is None else annotated_classes(chosen, annotated_labels[case_id(name)])
@@ -253,7 +264,8 @@ def evaluate_folders(ref_dir: str, pred_dir: str, labels: Optional[Sequence[int]
 def format_table(summary: Dict[str, Any]) -> str:
     """The summary as a text table: one row per case and scored label or region (by name), then the mean per class
     and over the classes."""
-    columns = OVERLAP_METRICS + DISTANCE_METRICS + COUNT_METRICS
+    columns = OVERLAP_METRICS + DISTANCE_METRICS + ((SLICE_HD,) if SLICE_HD in summary["foreground_mean"] else ()) \
+        + COUNT_METRICS
 
     def cell(metric: str, value: Any) -> str:
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -274,7 +286,7 @@ def format_table(summary: Dict[str, Any]) -> str:
     rule = "-" * len(header)
 
     def line(name: str, label: str, metrics: Dict[str, Any]) -> str:
-        text = f"{name:<{name_width}}  {label:>{label_width}}" + "".join(f"  {cell(c, metrics[c]):>8}" for c in columns)
+        text = f"{name:<{name_width}}  {label:>{label_width}}" + "".join(f"  {cell(c, metrics.get(c)):>8}" for c in columns)
         return text + (f"  {metrics['n_undefined_distance']:>20}" if "n_undefined_distance" in metrics else "")
 
     lines = [f"HD95, ASD and ASSD in {summary['units']}; n/a = undefined (one mask empty)", header, rule]

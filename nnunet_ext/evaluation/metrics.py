@@ -9,6 +9,8 @@ from scipy import ndimage
 OVERLAP_METRICS = ("Dice", "Jaccard")
 DISTANCE_METRICS = ("HD95", "ASD", "ASSD")
 COUNT_METRICS = ("n_pred", "n_ref")
+SLICE_HD = "slice_HD_px"
+"""LTUDA's "HD" (:func:`slice_hausdorff_pixels`), added by ``nnunet_ext evaluate --slice-hd``."""
 EMPTY_MASK_RULE = ("Both masks empty: Dice = Jaccard = 1 and HD95 = ASD = ASSD = 0. Exactly one mask empty: "
                    "Dice = Jaccard = 0 and HD95, ASD and ASSD are undefined (NaN, written as null in the JSON), "
                    "never 0; the means over cases use only the finite distances and n_undefined_distance counts "
@@ -104,3 +106,22 @@ def binary_metrics(pred: np.ndarray, ref: np.ndarray, spacing: Optional[Sequence
             metrics["ASSD"] = (metrics["ASD"] + float(ref_to_pred.mean())) / 2.0
     metrics.update(n_pred=n_pred, n_ref=n_ref)
     return metrics
+
+
+def slice_hausdorff_pixels(pred: np.ndarray, ref: np.ndarray) -> float:
+    """LTUDA's reported "HD" (spec §3.8), to compare with the paper: for every slice along axis 0 (SimpleITK's z)
+    from the reference's first to its last non-empty slice, the 2-D Hausdorff distance (the maximum, not the
+    95th percentile) between the prediction's and the reference's slice, in pixels; the mean over those slices.
+    Slices whose prediction is empty are skipped, as in the original (which makes the number optimistic), and so
+    are empty reference slices inside the range, whose distance is undefined too. NaN when no slice is scored. A
+    2-D mask is one slice."""
+    pred, ref = _as_mask_pair(pred, ref)
+    if pred.ndim == 2:
+        pred, ref = pred[None], ref[None]
+    occupied = np.flatnonzero(ref.reshape(ref.shape[0], -1).any(1))
+    distances = []
+    for z in range(int(occupied[0]), int(occupied[-1]) + 1) if occupied.size else ():
+        if pred[z].any() and ref[z].any():
+            pred_to_ref, ref_to_pred = surface_distances(pred[z], ref[z])
+            distances.append(max(float(pred_to_ref.max()), float(ref_to_pred.max())))
+    return float(np.mean(distances)) if distances else math.nan
