@@ -32,4 +32,4 @@ def test_concrete_values_instead_of_references():
     for _, converts in CONVERTERS.values():
         assert converts in converters
     planner = help_of("plan_and_preprocess")
-    assert "ships no planner" in planner and "a name exported by" not in planner
+    assert "nnUNetPlannerCTWindow: a fixed CT window" in planner and "a name exported by" not in planner
