@@ -2,7 +2,8 @@
 in one run.
 
 Steps are measured at the end of each trainer's schedule (its step counter set there before the warm-up), where
-every term of every method is on (CMC adds its unlabeled pairs from 0.7 of training). A trainer of two datasets
+every term of every method is on (CMC adds its unlabeled pairs from 0.7 of training), or at
+``--training-fraction`` of it (LTUDA's stage 1 at 0.25). A trainer of two datasets
 (CMC) is also compared with the two stock trainers it replaces, one per dataset, each at its batch of that
 dataset: the sum of their step times and the larger of their peaks.
 
@@ -15,7 +16,8 @@ carry over to the next. Stock ``nnUNetTrainer`` is measured on the same plans tw
 batch size, and with the batch size our trainers actually push through the network (labeled + unlabeled), so
 the second ratio isolates the method's own extra work. Inference: median time of nnU-Net's sliding-window
 prediction of one preprocessed case with each trainer's inference network, against the stock network, measured
-in turns. Trainer output folders go to a temporary ``nnUNet_results``.
+in turns. Each trainer's entry also keeps the terms its last measured step logged (``last_step``: which terms,
+or which stage, the figures are of). Trainer output folders go to a temporary ``nnUNet_results``.
 """
 import argparse
 import json
@@ -44,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="labeled batch size for every trainer instead of the plans' (e.g. to fit a CPU); 0: plans")
     parser.add_argument("--warmup", type=int, default=3, help="unmeasured steps first (at least 3)")
     parser.add_argument("--steps", type=int, default=10, help="measured steps (at least 5)")
+    parser.add_argument("--training-fraction", type=float, default=1.0,
+                        help="measure the steps at this fraction of each trainer's schedule (1: the end, where every "
+                             "term is on; e.g. 0.25 for LTUDA's stage 1, which ends at 0.5)")
     parser.add_argument("--inference-repeats", type=int, default=5, help="timed sliding-window predictions")
     parser.add_argument("-device", default="cuda" if torch.cuda.is_available() else "cpu", choices=("cpu", "cuda"))
     parser.add_argument("--json", help="write the results to this file")
@@ -80,16 +85,18 @@ def load_trainer(name: str, plans: dict, configuration: str, fold: str, dataset_
     return trainer
 
 
-def step_seconds(trainer, warmup: int, steps: int) -> Tuple[float, float]:
-    """Median seconds of ``train_step`` (the labeled batch is fetched outside the timed region) and the peak
-    memory in MB of the measured steps (see the module docstring)."""
-    times = []
+def step_seconds(trainer, warmup: int, steps: int) -> Tuple[float, float, Dict[str, float]]:
+    """Median seconds of ``train_step`` (the labeled batch is fetched outside the timed region), the peak
+    memory in MB of the measured steps (see the module docstring) and the terms the last step logged (they show
+    which of a method's terms, or which stage, was measured)."""
+    times, logged = [], {}
     for step in range(warmup + steps):
         if step == warmup:
             reset_peak_memory(trainer.device)
         batch = next(trainer.dataloader_train)
-        times.append(seconds_of(lambda: trainer.train_step(batch), trainer.device))
-    return statistics.median(times[warmup:]), peak_memory_mb(trainer.device)
+        times.append(seconds_of(lambda: logged.update(trainer.train_step(batch)), trainer.device))
+    terms = {name: float(value) for name, value in logged.items()}
+    return statistics.median(times[warmup:]), peak_memory_mb(trainer.device), terms
 
 
 def reset_peak_memory(device: torch.device) -> None:
@@ -115,18 +122,20 @@ def peak_memory_mb(device: torch.device) -> float:
 
 
 def measure_trainer(name: str, plans: dict, configuration: str, fold: str, dataset_json: dict, device: torch.device,
-                    batch_size: int, warmup: int, steps: int) -> Dict:
-    """Step time, peak memory and total batch of one trainer, and the (plans, dataset.json) its predictor reads;
-    meant to run in a process of its own (see :func:`measured_in_fresh_process`)."""
+                    batch_size: int, warmup: int, steps: int, training_fraction: float = 1.0) -> Dict:
+    """Step time, peak memory and total batch of one trainer, measured at ``training_fraction`` of its schedule,
+    and the (plans, dataset.json) its predictor reads; meant to run in a process of its own (see
+    :func:`measured_in_fresh_process`)."""
     if device.type == "cpu":
         torch.set_num_threads(os.cpu_count())
     trainer = load_trainer(name, plans, configuration, fold, dataset_json, device, batch_size)
     try:
         if hasattr(trainer, "optimizer_steps"):
-            trainer.optimizer_steps = max(0, trainer.num_epochs * trainer.num_iterations_per_epoch - warmup - steps)
-        seconds, peak = step_seconds(trainer, warmup, steps)
+            total = trainer.num_epochs * trainer.num_iterations_per_epoch
+            trainer.optimizer_steps = max(0, min(int(training_fraction * total), total - warmup - steps))
+        seconds, peak, terms = step_seconds(trainer, warmup, steps)
         total_batch = trainer.batch_size + sum(s.loader.batch_size for s in getattr(trainer, "streams", {}).values())
-        result = {"step_s_median": seconds, "peak_memory_mb": peak, "total_batch": total_batch,
+        result = {"step_s_median": seconds, "peak_memory_mb": peak, "total_batch": total_batch, "last_step": terms,
                   "inference_setup": (deepcopy(trainer.plans_manager.plans), deepcopy(predictor_dataset_json(trainer)))}
         partner = getattr(trainer, "partner_view", None)
         if partner is not None:
@@ -187,11 +196,14 @@ def shut_down(trainer) -> None:
 
 
 def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers: List[str], fold: str,
-              warmup: int, steps: int, inference_repeats: int, device: torch.device, batch_size: int = 0) -> Dict:
-    """Measure every trainer (each in a fresh process), then the inference networks in turns; the results
-    dictionary (see the module docstring)."""
+              warmup: int, steps: int, inference_repeats: int, device: torch.device, batch_size: int = 0,
+              training_fraction: float = 1.0) -> Dict:
+    """Measure every trainer (each in a fresh process) at ``training_fraction`` of its schedule, then the inference
+    networks in turns; the results dictionary (see the module docstring)."""
     if warmup < 3 or steps < 5:
         raise ValueError("Use at least 3 warm-up and 5 measured steps (--warmup, --steps).")
+    if not 0.0 <= training_fraction <= 1.0:
+        raise ValueError(f"--training-fraction must be in [0, 1], got {training_fraction}")
     from batchgenerators.utilities.file_and_folder_operations import join, load_json
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -210,7 +222,7 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
 
     def measure(name: str, batch_size: int = 0, setup: Tuple[dict, dict] = (plans, dataset_json)) -> Dict:
         result = measured_in_fresh_process(name, setup[0], configuration, fold, setup[1], device, batch_size,
-                                           warmup, steps)
+                                           warmup, steps, training_fraction)
         inference_setups.setdefault(name, result.pop("inference_setup"))
         print(f"{name:40s} {setup[0]['dataset_name']:24s} batch {result['total_batch']:3d}  "
               f"step {result['step_s_median']:8.4f} s  peak {result['peak_memory_mb']:9.1f} MB", flush=True)
@@ -218,6 +230,7 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
 
     stock = measure(STOCK)
     results = {"device": describe_device(device), "configuration": configuration, "dataset": dataset,
+               "training_fraction": training_fraction,
                "labeled_batch": configuration_manager.batch_size,
                "memory": "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS of the training "
                          "process during the measured steps",
@@ -237,6 +250,7 @@ def benchmark(dataset: str, configuration: str, plans_identifier: str, trainers:
             "memory_ratio_same_labeled_batch": ours["peak_memory_mb"] / stock["peak_memory_mb"],
             "memory_ratio_same_total_batch": ours["peak_memory_mb"] / same_total["peak_memory_mb"],
             "total_batch": ours["total_batch"],
+            "last_step": ours["last_step"],
         }
         if "partner_setup" in ours:
             results["trainers"][name].update(two_modality_stock(ours, measure(STOCK, ours["total_batch"] // 2),
@@ -273,7 +287,8 @@ def describe_device(device: torch.device) -> str:
 
 
 def print_table(results: Dict) -> None:
-    print(f"\nDevice: {results['device']}  configuration: {results['configuration']}  memory: {results['memory']}")
+    print(f"\nDevice: {results['device']}  configuration: {results['configuration']}  memory: {results['memory']}  "
+          f"steps at {results['training_fraction']:g} of the schedule")
     print(f"{'trainer':32s} {'step s':>9s} {'×stock same labeled':>20s} {'×stock same total':>18s} "
           f"{'peak MB':>9s} {'mem × same labeled':>19s} {'mem × same total':>17s} {'inference ×':>12s}")
     for name, r in results["trainers"].items():
@@ -290,7 +305,8 @@ def print_table(results: Dict) -> None:
 def run(args: argparse.Namespace) -> None:
     os.environ["nnUNet_results"] = tempfile.mkdtemp(prefix="nnunet_ext_benchmark_")
     results = benchmark(args.dataset, args.configuration, args.plans, args.trainers, args.fold, args.warmup,
-                        args.steps, args.inference_repeats, torch.device(args.device), args.batch_size)
+                        args.steps, args.inference_repeats, torch.device(args.device), args.batch_size,
+                        args.training_fraction)
     print_table(results)
     if args.json:
         with open(args.json, "w") as f:

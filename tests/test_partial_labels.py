@@ -267,3 +267,19 @@ def test_ltuda_predicts_with_the_stock_predictor_and_each_classifier(trained_ltu
         assert len(list((tmp_path / classifier).glob("*.nii.gz"))) == 4
     run_command(*NNUNET_EXT, "evaluate", str(folder / "labelsTs"), str(tmp_path / "stock"), "-o",
                 str(tmp_path / "s.json"), "--annotated-labels-from", str(folder / "dataset.json"))
+
+
+def test_benchmark_measures_ltuda_in_the_stage_the_training_fraction_names(union):
+    from nnunet_ext.benchmark import benchmark
+    measured = {}
+    for fraction in (0.25, 1.0):
+        results = benchmark(str(UNION_ID), "3d_tiny", "nnUNetPlans", ["nnUNetTrainerLTUDA"], "0", warmup=3, steps=5,
+                            inference_repeats=1, device=torch.device("cpu"), training_fraction=fraction)
+        assert results["training_fraction"] == fraction
+        measured[fraction] = results["trainers"]["nnUNetTrainerLTUDA"]
+        assert measured[fraction]["ratio_same_labeled_batch"] > 0 and measured[fraction]["inference_ratio"] > 0
+    assert measured[0.25]["last_step"]["stage"] == 1.0 and "loss_ppc" not in measured[0.25]["last_step"]
+    assert measured[1.0]["last_step"]["stage"] == 2.0 and measured[1.0]["last_step"]["loss_ppc"] > 0
+    with pytest.raises(ValueError, match="training-fraction"):
+        benchmark(str(UNION_ID), "3d_tiny", "nnUNetPlans", ["nnUNetTrainerLTUDA"], "0", 3, 5, 1,
+                  torch.device("cpu"), training_fraction=1.5)
