@@ -25,6 +25,7 @@ import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
+from nnunet_ext.inference.missing_modalities import channel_names
 from nnunet_ext.losses.mutual_learning import MutualLearningLoss
 from nnunet_ext.networks.modality_branches import ModalityBranchUNet, reduced_width_configuration
 from nnunet_ext.trainers.loss_terms import nnUNetTrainerLossTerms
@@ -34,8 +35,7 @@ from nnunet_ext.training.modality_dropout import random_present_modalities
 def branch_names(dataset_json: dict) -> list:
     """One name per input channel for the logged branch losses (``T1ce``, ``FLAIR``, …; ``0``, ``1`` … when a
     channel name has nothing usable)."""
-    channels = dataset_json["channel_names"]
-    names = [re.sub(r"\W+", "_", str(channels[key])).strip("_") or key for key in sorted(channels, key=int)]
+    names = [re.sub(r"\W+", "_", name).strip("_") or str(i) for i, name in enumerate(channel_names(dataset_json))]
     return names if len(set(names)) == len(names) else [str(i) for i in range(len(names))]
 
 
