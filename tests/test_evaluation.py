@@ -293,6 +293,35 @@ def test_png_has_spacing_one(tmp_path):
     assert summary["metric_per_case"][0]["metrics"]["1"]["HD95"] == pytest.approx(5.0)
 
 
+def test_labels_are_read_as_nnunets_own_readers_read_them(tmp_path):
+    from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    from nnunetv2.imageio.tif_reader_writer import Tiff3DIO
+    from nnunet_ext.evaluation import read_segmentation
+    label = np.zeros((6, 8), dtype=np.uint8)
+    label[2:4, 3:7] = 2
+    planar = sitk.GetImageFromArray(label)
+    planar.SetSpacing((0.5, 0.75))
+    sitk.WriteImage(planar, str(tmp_path / "planar.nii.gz"))
+    array, spacing = read_segmentation(str(tmp_path / "planar.nii.gz"))
+    nnunet, properties = SimpleITKIO().read_seg(str(tmp_path / "planar.nii.gz"))
+    assert array.dtype == np.uint8 and np.array_equal(array, nnunet[0, 0]) and np.array_equal(array, label)
+    assert spacing == (0.75, 0.5) == tuple(properties["spacing"][1:]), "2-D: nnU-Net's dummy axis removed"
+    Image.fromarray(label).save(tmp_path / "natural.png")
+    assert np.array_equal(read_segmentation(str(tmp_path / "natural.png"))[0],
+                          NaturalImage2DIO().read_seg(str(tmp_path / "natural.png"))[0][0, 0])
+    volume = np.stack([label, 3 * label])
+    Tiff3DIO().write_seg(volume, str(tmp_path / "volume.tif"), {"spacing": (2.0, 0.5, 0.5)})
+    array, spacing = read_segmentation(str(tmp_path / "volume.tif"))
+    assert np.array_equal(array, volume) and spacing == (2.0, 0.5, 0.5), "3-D TIFF with its .json spacing"
+    Image.fromarray(np.stack([label] * 3, axis=-1)).save(tmp_path / "rgb.png")
+    with pytest.raises(ValueError, match=r"rgb\.png: a label image must have one channel"):
+        read_segmentation(str(tmp_path / "rgb.png"))
+    (tmp_path / "broken.nii.gz").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"broken\.nii\.gz: none of nnU-Net's readers opens it"):
+        read_segmentation(str(tmp_path / "broken.nii.gz"))
+
+
 def test_missing_prediction_names_the_file(tmp_path):
     ref_dir, pred_dir = make_folders(tmp_path, two_label_cases())
     (pred_dir / "case_b.nii.gz").unlink()
