@@ -326,11 +326,12 @@ def assert_validation_is_scored_against_gaze_level_1(model: Path, raw: Path) -> 
 def assert_export_is_the_mean_level_logit_rule(model: Path, image: Path, run_command, tmp_path: Path) -> None:
     """The mask stock nnUNetv2_predict exports is σ(mean level logit) > 0.5 of the checkpoint's level networks.
 
-    The checkpoint is first shifted so that no other rule can pass: both levels' final biases move by the same
-    amount, which puts the mean logit's zero crossing inside the image, and then by +8 and −8, which leaves the
-    mean unchanged but makes level 1 alone say "all foreground" and level 2 alone "all background". Pixels whose
-    mean logit lies within 0.05 of 0 are left out: nnU-Net's predictor accumulates the logits in float16 (the
-    resolution near 8, the levels' logit size here, is 0.008)."""
+    The checkpoint is first changed so that no other rule can pass: both levels' final layers are shifted by the
+    same amount, which puts the mean logit's zero crossing at its median over the image, and scaled by the same
+    factor, which puts 90 % of the pixels at least 1 away from it however little a two-epoch network has learnt;
+    then their biases move by +8 and −8, which leaves the mean unchanged but makes level 1 alone say "all
+    foreground" and level 2 alone "all background". Pixels whose mean logit lies within 0.5 of 0 are left out:
+    nnU-Net's predictor accumulates the logits in float16 (its resolution is 0.5 only at a logit of 512)."""
     from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
     from PIL import Image
@@ -347,20 +348,27 @@ def assert_export_is_the_mean_level_logit_rule(model: Path, image: Path, run_com
     network.load_state_dict(checkpoint["network_weights"])
     network.eval()
 
-    def mean_level_logit() -> torch.Tensor:
-        """nnU-Net's mirroring (every flip combination of the two axes, averaged) of the mean level logit."""
+    def level_logits() -> torch.Tensor:
+        """nnU-Net's mirroring (every flip combination of the two axes, averaged) of each level's logit."""
         with torch.no_grad():
             flips = [(), (2,), (3,), (2, 3)]
-            per_flip = [torch.stack([level(x.flip(f) if f else x) for level in network.levels]).mean(0) for f in flips]
-            return torch.stack([p.flip(f) if f else p for p, f in zip(per_flip, flips)]).mean(0)[0, 0]
+            per_flip = [torch.stack([level(x.flip(f) if f else x) for level in network.levels]) for f in flips]
+            unflipped = [p.flip([a + 1 for a in f]) if f else p for p, f in zip(per_flip, flips)]
+            return torch.stack(unflipped).mean(0)[:, 0, 0]
 
-    shift = -float(mean_level_logit().median())
+    untouched = level_logits().mean(0)
+    shift = -float(untouched.median())
+    scale = 1 / float((untouched + shift).abs().quantile(0.1))
     with torch.no_grad():
         for k, spread in enumerate((8.0, -8.0)):
-            network.final_segmentation_layer(k).bias.add_(shift + spread)
-    logit = mean_level_logit().numpy()
-    expected, decided = logit > 0, np.abs(logit) > 0.05
+            layer = network.final_segmentation_layer(k)
+            layer.weight.mul_(scale)
+            layer.bias.add_(shift).mul_(scale).add_(spread)
+    levels = level_logits()
+    logit = levels.mean(0).numpy()
+    expected, decided = logit > 0, np.abs(logit) > 0.5
     assert 0.1 < expected.mean() < 0.9 and decided.mean() > 0.8
+    assert float(levels.abs().max()) < 256, "float16 resolves every level's logit to better than 0.25"
     checkpoint["network_weights"] = network.state_dict()
     torch.save(checkpoint, model / "fold_0" / "checkpoint_shifted.pth")
     run_command("nnUNetv2_predict", "-i", str(image.parent), "-o", str(tmp_path / "shifted"), "-d", str(DATASET_ID),
