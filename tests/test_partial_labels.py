@@ -19,7 +19,7 @@ from nnunet_ext.cli import main as nnunet_ext
 from nnunet_ext.dataset_conversion.partial_union import make_partial_union
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_single_structure_datasets
 from nnunet_ext.losses.partial_labels import marginal_logits, partial_bce
-from nnunet_ext.networks.prototype_unet import threshold_rule_logits
+from nnunet_ext.networks.prototype_unet import PrototypeUNet, threshold_rule_logits
 from nnunet_ext.trainers import nnUNetTrainerLTUDA, nnUNetTrainerMarginal
 from nnunet_ext.training.cutmix import cutmix, random_keep_masks
 from nnunet_ext.training.prototypes import sinkhorn
@@ -210,6 +210,23 @@ def test_sinkhorn_balances_pixels_over_prototypes():
 def test_threshold_rule_logits_reproduce_the_linear_classifier():
     organ_logits = torch.tensor([[-1.0, -0.5, -2.0, -0.1], [0.3, 2.0, -1.0, 0.0]]).view(2, 4, 1)
     assert threshold_rule_logits(organ_logits).softmax(1).argmax(1).view(-1).tolist() == [0, 2]
+
+
+def test_the_prototype_network_embeds_only_the_samples_asked_for():
+    """Stage 1 asks for no embeddings and stage 2 for the strong views only; those asked for are the ones a full
+    pass gives (instance norm: each sample on its own)."""
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    torch.manual_seed(0)
+    unet = PlainConvUNet(1, 3, (4, 8, 16), torch.nn.Conv2d, 3, (1, 2, 2), 2, 2, (1, 1), True,
+                         torch.nn.InstanceNorm2d, {"affine": True}, nonlin=torch.nn.LeakyReLU)
+    network = PrototypeUNet(unet, 3, prototypes_per_class=2, embedding_dim=8).train()
+    x = torch.randn(6, 1, 16, 16)
+    logits, embeddings = network(x)
+    assert embeddings.shape == (6, 8, 16, 16)
+    strong_logits, strong = network(x, embedded_from=2)
+    torch.testing.assert_close(strong, embeddings[2:])
+    torch.testing.assert_close(strong_logits, logits)
+    assert network(x, embedded_from=6)[1] is None
 
 
 def test_the_masked_pseudo_label_takes_the_truth_for_annotated_organs_and_the_teacher_for_the_rest(union):

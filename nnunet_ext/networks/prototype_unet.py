@@ -8,13 +8,15 @@ unlabeled pixels) as buffers, so the stock predictor, ``--c`` and the exported w
 * Prototype classifiers: per bank, class scores ``max_m ⟨e, P_{k,m}⟩`` through a learnable LayerNorm over the
   classes (a learned temperature), logits of a softmax over all classes (background included).
 
-In ``train()`` mode :meth:`forward` returns ``(z, e)``. In ``eval()`` mode it returns logits of all classes for
+In ``train()`` mode :meth:`forward` returns ``(z, e)``, ``e`` the embeddings of the samples from
+``embedded_from`` on (``None`` when that is past the batch: LTUDA's stage 1 and its weak view need none, and
+the head costs on a CPU about what a third of the U-Net's own forward and backward do). In ``eval()`` mode it returns logits of all classes for
 nnU-Net's softmax: with deep supervision off those of :attr:`classifier` — ``"unlabeled"`` (the paper's
 default), ``"labeled"``, or ``"linear"``, the threshold rule (background unless an organ's sigmoid reaches 0.5,
 then the most probable organ) written as ``[0, z_1 … z_{K-1}]``, whose argmax is that rule —, with deep
 supervision on (nnU-Net's online validation) the threshold rule at every scale.
 """
-from typing import List, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -79,11 +81,12 @@ class PrototypeUNet(nn.Module):
         self._features.pop()
         return logits
 
-    def forward(self, x: torch.Tensor) -> Union[Tuple[Logits, torch.Tensor], Logits]:
+    def forward(self, x: torch.Tensor,
+                embedded_from: int = 0) -> Union[Tuple[Logits, Optional[torch.Tensor]], Logits]:
         organ_logits = self.decoder(self.encoder(x))
         features = self._features.pop()
         if self.training:
-            return organ_logits, self.embed(features)
+            return organ_logits, self.embed(features[embedded_from:]) if embedded_from < len(x) else None
         if isinstance(organ_logits, (list, tuple)):
             return [threshold_rule_logits(scale) for scale in organ_logits]
         if self.classifier == "linear":

@@ -10,7 +10,8 @@ organs from its key:
   background);
 * two **strong views** ``x_s1``, ``x_s2``: cross-set CutMix of the batch with itself rolled by one
   (:mod:`nnunet_ext.training.cutmix`), the same boxes applied to the partial targets and pseudo-labels;
-* one student pass over ``(x_w, x_s1, x_s2)``. **Stage 1** (CDA):
+* one student pass over ``(x_w, x_s1, x_s2)`` (the projection head embeds only the strong views, and only in
+  stage 2, where the prototype terms use them). **Stage 1** (CDA):
 
       L = pBCE(z_w, Y_w) + Σ_s [pBCE(z_s, onehot(Ŷ_s)) + pBCE(z_s, Y_s)]
 
@@ -126,12 +127,14 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
         with torch.no_grad():
             pseudo = self.masked_pseudo_label(self.teacher.network.organ_logits(x), target, annotated)
         keeps = [random_keep_masks(x.shape[0], x.shape[2:], x.device) for _ in range(2)]
-        organ_logits, embeddings = self.network(torch.cat([x] + [cutmix(x, keep) for keep in keeps]))
+        stage_two = self.in_stage_two
+        views = torch.cat([x] + [cutmix(x, keep) for keep in keeps])
+        organ_logits, embeddings = self.network(views, embedded_from=x.shape[0] if stage_two or self.is_ddp
+                                                else len(views))
         z_weak, *z_strong = organ_logits.chunk(3)
-        e_strong = embeddings.chunk(3)[1:]
+        e_strong = embeddings.chunk(2) if embeddings is not None else (None, None)
         terms: Dict[str, torch.Tensor] = {"loss_weak": partial_bce(z_weak, partial["targets"], partial["valid"]),
                                           "loss_strong_pseudo": 0, "loss_strong_partial": 0}
-        stage_two = self.in_stage_two
         bank_masks = {"labeled": torch.where(target > 0, target.long(), torch.where(pseudo > 0, -1, 0)),
                       "unlabeled": torch.where(target > 0, -1, pseudo)}
         prototype: Dict[str, torch.Tensor] = {}
