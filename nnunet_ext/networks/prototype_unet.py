@@ -9,8 +9,8 @@ unlabeled pixels) as buffers, so the stock predictor, ``--c`` and the exported w
   classes (a learned temperature), logits of a softmax over all classes (background included).
 
 In ``train()`` mode :meth:`forward` returns ``(z, e)``, ``e`` the embeddings of the samples from
-``embedded_from`` on (``None`` when that is past the batch: LTUDA's stage 1 and its weak view need none, and
-the head costs on a CPU about what a third of the U-Net's own forward and backward do). In ``eval()`` mode it returns logits of all classes for
+``embedded_from`` on, ``None`` when that is past the batch (LTUDA's stage 1 and its weak view need none, and the
+head at full resolution is costly). In ``eval()`` mode it returns logits of all classes for
 nnU-Net's softmax: with deep supervision off those of :attr:`classifier` — ``"unlabeled"`` (the paper's
 default), ``"labeled"``, or ``"linear"``, the threshold rule (background unless an organ's sigmoid reaches 0.5,
 then the most probable organ) written as ``[0, z_1 … z_{K-1}]``, whose argmax is that rule —, with deep
