@@ -18,9 +18,9 @@ from conftest import add_tiny_configuration, resumed_trainer, start_trainer, wit
 from nnunet_ext.cli import main as nnunet_ext
 from nnunet_ext.dataset_conversion.partial_union import make_partial_union
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_single_structure_datasets
-from nnunet_ext.losses.partial_labels import marginal_logits, partial_bce
+from nnunet_ext.losses.partial_labels import marginal_logits, partial_bce, partial_soft_dice
 from nnunet_ext.networks.prototype_unet import PrototypeUNet, threshold_rule_logits
-from nnunet_ext.trainers import nnUNetTrainerLTUDA, nnUNetTrainerMarginal
+from nnunet_ext.trainers import nnUNetTrainerLTUDA, nnUNetTrainerLTUDA_paper, nnUNetTrainerMarginal
 from nnunet_ext.training.cutmix import cutmix, random_keep_masks
 from nnunet_ext.training.prototypes import sinkhorn
 from nnunet_ext.training.term_logger import checkpoint_method_state
@@ -186,6 +186,25 @@ def test_partial_bce_averages_over_the_known_entries_only():
     assert float(partial_bce(logits, targets, torch.zeros_like(valid))) == 0
 
 
+def test_partial_soft_dice_is_the_batch_dice_of_each_known_channel():
+    torch.manual_seed(1)
+    logits, targets = torch.randn(2, 3, 4, 4), (torch.rand(2, 3, 4, 4) > 0.5).float()
+    valid = torch.zeros(2, 3, 4, 4, dtype=torch.bool)
+    valid[0, 0], valid[1, 0, :2], valid[1, 2] = True, True, True
+    p = torch.sigmoid(logits)
+
+    def one_minus_dice(c: int) -> torch.Tensor:
+        known = valid[:, c]
+        pc, tc = p[:, c][known], targets[:, c][known]
+        return 1 - (2 * (pc * tc).sum() + 1e-5) / (pc.sum() + tc.sum() + 1e-5)
+
+    by_hand = (one_minus_dice(0) + one_minus_dice(2)) / 2
+    assert float(partial_soft_dice(logits, targets, valid)) == pytest.approx(float(by_hand), rel=1e-6)
+    assert float(partial_soft_dice(logits, targets, torch.zeros_like(valid))) == 0
+    perfect = torch.where(targets > 0, 30.0, -30.0)
+    assert float(partial_soft_dice(perfect, targets, valid)) == pytest.approx(0, abs=1e-6)
+
+
 def test_cutmix_pastes_one_box_of_the_next_sample_into_images_annotations_and_pseudo_labels():
     torch.manual_seed(2)
     keep = random_keep_masks(4, (20, 30), torch.device("cpu"))
@@ -244,6 +263,21 @@ def test_the_masked_pseudo_label_takes_the_truth_for_annotated_organs_and_the_te
     partial = trainer.partial_targets(target, annotated)
     assert partial["valid"][0, :, 0, 0, 0].tolist() == [True, False], "the unannotated organ is unknown, " \
                                                                         "never a background target"
+
+
+def test_the_linear_head_learns_with_pbce_and_dice_and_the_paper_variant_with_pbce_alone(union):
+    _, preprocessed = union
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+    torch.manual_seed(3)
+    logits, targets = torch.randn(2, 2, 4, 4), (torch.rand(2, 2, 4, 4) > 0.5).float()
+    valid = torch.rand(2, 2, 4, 4) > 0.3
+    bce, dice = partial_bce(logits, targets, valid), partial_soft_dice(logits, targets, valid)
+    trainer = start_trainer(nnUNetTrainerLTUDA, plans, dataset_json, "3d_tiny", start_loaders=False)
+    assert float(trainer.linear_head_loss(logits, targets, valid)) == pytest.approx(float(bce + dice), rel=1e-6)
+    paper = start_trainer(nnUNetTrainerLTUDA_paper, plans, dataset_json, "3d_tiny", start_loaders=False)
+    assert float(paper.linear_head_loss(logits, targets, valid)) == pytest.approx(float(bce), rel=1e-6)
+    assert (paper.initial_lr, paper.weight_decay) == (1e-3, 0.0)
 
 
 @pytest.fixture(scope="module")

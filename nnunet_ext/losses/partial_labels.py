@@ -40,3 +40,18 @@ def partial_bce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor
     losses = (bce * weights).transpose(0, 1).flatten(1).sum(1) / per_channel.clamp_min(1)
     known = per_channel > 0
     return losses[known].mean() if bool(known.any()) else logits.sum() * 0
+
+
+def partial_soft_dice(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor,
+                      smooth: float = 1e-5) -> torch.Tensor:
+    """``1 −`` the batch soft Dice of each organ's sigmoid against its 0 / 1 target over the valid entries only,
+    averaged over the channels with any valid entry (the option of spec §3.11 beside pBCE; nnU-Net's
+    ``smooth``, and its batch Dice: one Dice per channel over the whole batch). Shapes as :func:`partial_bce`."""
+    weights = valid.float()
+    probabilities = torch.sigmoid(logits.float()) * weights
+    targets = targets.float() * weights
+    intersection = (probabilities * targets).transpose(0, 1).flatten(1).sum(1)
+    total = (probabilities + targets).transpose(0, 1).flatten(1).sum(1)
+    known = weights.transpose(0, 1).flatten(1).sum(1) > 0
+    dice = (2 * intersection + smooth) / (total + smooth)
+    return (1 - dice[known]).mean() if bool(known.any()) else logits.sum() * 0

@@ -16,7 +16,9 @@ organs from its key:
       L = pBCE(z_w, Y_w) + Σ_s [pBCE(z_s, onehot(Ŷ_s)) + pBCE(z_s, Y_s)]
 
   with pBCE the partial BCE averaged over the known entries (:func:`~nnunet_ext.losses.partial_labels.partial_bce`;
-  the original sums over samples); ``Y`` the partial one-hot targets, unknown for organs a case does not annotate.
+  the original sums over samples) plus ``dice_weight`` times the partial soft Dice over the same entries
+  (:func:`~nnunet_ext.losses.partial_labels.partial_soft_dice`, spec §3.11's option, nnU-Net's Dice + CE; 0 is
+  the paper's pBCE alone); ``Y`` the partial one-hot targets, unknown for organs a case does not annotate.
   **Stage 2** (from ``stage_two_start`` of training; CDA + PDA) adds, per strong view and prototype bank (labeled:
   annotated organs and background, unlabeled: teacher-found organs and background;
   :mod:`nnunet_ext.training.prototypes`), ``CE(O_bank, Ŷ_s) + 0.01·PPC + 0.001·PPD`` and the banks' momentum update
@@ -38,7 +40,7 @@ from torch.nn import functional as F
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
-from nnunet_ext.losses.partial_labels import partial_bce
+from nnunet_ext.losses.partial_labels import partial_bce, partial_soft_dice
 from nnunet_ext.networks.prototype_unet import BANKS, CLASSIFIERS, PrototypeUNet
 from nnunet_ext.trainers.multi_stream import Batch, nnUNetTrainerMultiStream
 from nnunet_ext.trainers.partial_labels import nnUNetTrainerPartialLabels
@@ -55,6 +57,10 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
     stage_two_start: float = 0.5
     """Fraction of training from which the prototype terms are added (the original: two runs of equal length)."""
     pseudo_label_threshold: float = 0.5
+    dice_weight: float = 1.0
+    """Weight of the partial soft Dice beside each pBCE of the linear head; without it (the paper's loss, 0) the
+    sigmoid heads stay below the teacher's threshold for long and the teacher's background pseudo-labels
+    teach the unannotated organs as background (README, Benchmarks)."""
     ppc_weight: float = 0.01
     ppd_weight: float = 0.001
     prototype_momentum: float = 0.999
@@ -104,6 +110,11 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
         valid = annotated[:, 1:].view(*annotated.shape[:1], -1, *spatial).expand(-1, -1, *target.shape[2:])
         return {"targets": (target == organs).float(), "valid": valid}
 
+    def linear_head_loss(self, logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """pBCE + ``dice_weight`` · partial soft Dice of the organ logits on the known entries."""
+        loss = partial_bce(logits, targets, valid)
+        return loss + self.dice_weight * partial_soft_dice(logits, targets, valid) if self.dice_weight else loss
+
     def prototype_terms(self, embeddings: torch.Tensor, pseudo: torch.Tensor,
                         bank_masks: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
         """CE of both banks' class logits against the pseudo-label, their PPC and PPD; the banks move."""
@@ -133,7 +144,8 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
                                                 else len(views))
         z_weak, *z_strong = organ_logits.chunk(3)
         e_strong = embeddings.chunk(2) if embeddings is not None else (None, None)
-        terms: Dict[str, torch.Tensor] = {"loss_weak": partial_bce(z_weak, partial["targets"], partial["valid"]),
+        terms: Dict[str, torch.Tensor] = {"loss_weak": self.linear_head_loss(z_weak, partial["targets"],
+                                                                             partial["valid"]),
                                           "loss_strong_pseudo": 0, "loss_strong_partial": 0}
         bank_masks = {"labeled": torch.where(target > 0, target.long(), torch.where(pseudo > 0, -1, 0)),
                       "unlabeled": torch.where(target > 0, -1, pseudo)}
@@ -141,9 +153,9 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
         for z, e, keep in zip(z_strong, e_strong, keeps):
             pseudo_s = cutmix(pseudo, keep)
             one_hot = F.one_hot(pseudo_s[:, 0], annotated.shape[1]).movedim(-1, 1)[:, 1:].float()
-            terms["loss_strong_pseudo"] = terms["loss_strong_pseudo"] + partial_bce(z, one_hot, torch.ones_like(
-                one_hot, dtype=torch.bool))
-            terms["loss_strong_partial"] = terms["loss_strong_partial"] + partial_bce(
+            terms["loss_strong_pseudo"] = terms["loss_strong_pseudo"] + self.linear_head_loss(
+                z, one_hot, torch.ones_like(one_hot, dtype=torch.bool))
+            terms["loss_strong_partial"] = terms["loss_strong_partial"] + self.linear_head_loss(
                 z, cutmix(partial["targets"], keep), cutmix(partial["valid"], keep))
             if stage_two:
                 for key, value in self.prototype_terms(e, pseudo_s, {b: cutmix(m, keep) for b, m in
@@ -173,8 +185,10 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
 
 
 class nnUNetTrainerLTUDA_paper(nnUNetTrainerLTUDA):
-    """LTUDA's optimiser (spec §3.7): SGD lr 1e-3 without weight decay; Nesterov momentum 0.99 and the poly decay
-    are nnU-Net's and the original's alike."""
+    """LTUDA's loss and optimiser (spec §3.5, §3.7): pBCE alone, SGD lr 1e-3 without weight decay; Nesterov momentum
+    0.99 and the poly decay are nnU-Net's and the original's alike."""
+
+    dice_weight = 0.0
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
