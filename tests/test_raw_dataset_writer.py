@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
+from nnunet_ext.dataset_conversion.raw_dataset_writer import SOURCE_LICENCE, RawDatasetWriter
 
 LABELS = {"background": 0, "organ": 1, "tumour": 2}
 CHANNELS = {"0": "T1", "1": "T2"}
@@ -65,7 +65,8 @@ def test_layout_dtypes_and_dataset_json(tmp_path):
     with open(folder / "dataset.json") as f:
         dataset_json = json.load(f)
     assert dataset_json == {"channel_names": CHANNELS, "labels": LABELS, "numTraining": 2, "file_ending": ".nii.gz",
-                            "numUnlabeled": 2, "description": "toy", "regions_class_order": None}
+                            "numUnlabeled": 2, "description": "toy", "licence": SOURCE_LICENCE,
+                            "converted_by": "nnunet_ext"}
     assert (w.num_training, w.num_unlabeled, w.num_test) == (2, 2, 2)
 
 

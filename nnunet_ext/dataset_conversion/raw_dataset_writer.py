@@ -18,6 +18,8 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
+from nnunetv2.dataset_conversion.generate_dataset_json import generate_dataset_json
+
 from nnunet_ext.paths import REFERENCE_LABELS_DIR, UNLABELED_IMAGES_DIR
 from nnunet_ext.splits import PATIENTS_KEY, SPLITS_FILE, grouped_splits, write_splits
 from nnunet_ext.worker_pool import result_of, spawned_pool
@@ -26,8 +28,12 @@ GEOMETRY_TOLERANCE = 1e-4
 """Tolerance for spacing, origin and direction: ``|a - b| <= tol * max(1, |a|, |b|)``, i.e. relative, with an
 absolute floor so that values near 0 (origins, direction cosines) are not held to a vanishing tolerance."""
 
-RESERVED_JSON_KEYS = ("channel_names", "labels", "numTraining", "file_ending", "numUnlabeled", PATIENTS_KEY)
+RESERVED_JSON_KEYS = ("channel_names", "labels", "numTraining", "file_ending", "numUnlabeled", PATIENTS_KEY,
+                      "converted_by")
 """dataset.json keys the writer computes itself; ``extra_json`` must not set them."""
+SOURCE_LICENCE = "the source dataset's licence (nnunet_ext README, Data)"
+"""dataset.json's ``licence`` unless the converter knows it (``extra_json['licence']``, e.g. an MSD task's)."""
+CONVERTED_BY = "nnunet_ext"
 
 TRAINING, UNLABELED, TEST = "training", "unlabeled", "test"
 _FOLDERS = {TRAINING: ("imagesTr", "labelsTr"), UNLABELED: (UNLABELED_IMAGES_DIR, REFERENCE_LABELS_DIR),
@@ -149,7 +155,8 @@ class RawDatasetWriter:
     single patient no split can be drawn and none is written).
 
     Atomicity: ``__enter__`` creates a hidden temporary folder inside ``raw_root``; ``__exit__`` without an
-    exception waits for the workers, checks the files, writes dataset.json and renames the folder to
+    exception waits for the workers, checks the files, writes dataset.json (nnU-Net's ``generate_dataset_json``, with
+    ``extra_json`` as its extra keys) and renames the folder to
     ``raw_root/Dataset{id:03d}_{name}``; with an exception (including a failed check) it deletes the
     temporary folder, so a half-written dataset never appears.
 
@@ -269,16 +276,15 @@ class RawDatasetWriter:
         if not self.num_training:
             raise ValueError(f"{self.folder_name}: no training case was added; nnU-Net needs at least one")
         self._check_files()
-        dataset_json = {"channel_names": self.channel_names, "labels": self.labels,
-                        "numTraining": self.num_training, "file_ending": self.file_ending,
-                        "numUnlabeled": self.num_unlabeled, **self.extra_json}
+        extra = json.loads(json.dumps({"numUnlabeled": self.num_unlabeled, **self.extra_json}, default=_json_default))
         patients = self.training_cases_per_patient()
         if patients:
-            dataset_json[PATIENTS_KEY] = patients
+            extra[PATIENTS_KEY] = patients
             if len(patients) > 1:
                 write_splits(grouped_splits(patients), os.path.join(self._temp_folder, SPLITS_FILE))
-        with open(os.path.join(self._temp_folder, "dataset.json"), "w") as f:
-            json.dump(dataset_json, f, indent=4, default=_json_default)
+        generate_dataset_json(self._temp_folder, dict(self.channel_names), dict(self.labels), self.num_training,
+                              self.file_ending, license=extra.pop("licence", SOURCE_LICENCE),
+                              converted_by=CONVERTED_BY, **extra)
         self._check_destination()
         self._move_into_place()
 
