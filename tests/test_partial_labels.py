@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+from torch.nn import functional as F
 
 from conftest import add_tiny_configuration, resumed_trainer, start_trainer, with_first_voxel
 from nnunet_ext.cli import main as nnunet_ext
@@ -22,7 +23,7 @@ from nnunet_ext.losses.partial_labels import marginal_logits, partial_bce, parti
 from nnunet_ext.networks.prototype_unet import PrototypeUNet, threshold_rule_logits
 from nnunet_ext.trainers import nnUNetTrainerLTUDA, nnUNetTrainerLTUDA_paper, nnUNetTrainerMarginal
 from nnunet_ext.training.cutmix import cutmix, random_keep_masks
-from nnunet_ext.training.prototypes import sinkhorn
+from nnunet_ext.training.prototypes import IGNORE, seed_unseen_classes, sinkhorn
 from nnunet_ext.training.term_logger import checkpoint_method_state
 
 LIVER_ID, SPLEEN_ID, UNION_ID = 952, 953, 954
@@ -226,6 +227,26 @@ def test_sinkhorn_balances_pixels_over_prototypes():
     assert torch.allclose(assignment.sum(0), torch.full((5,), 12.0), rtol=0.02), "each prototype gets N / M"
 
 
+def test_prototypes_are_seeded_once_from_embeddings_of_their_own_class():
+    torch.manual_seed(4)
+    embeddings = F.normalize(torch.randn(40, 6), dim=1)
+    mask = torch.full((40,), IGNORE)
+    mask[:10], mask[10:13] = 0, 2
+    bank = F.normalize(torch.randn(3, 4, 6), dim=-1)
+    untouched, seeded = bank[1].clone(), torch.zeros(3, dtype=torch.bool)
+    seed_unseen_classes(embeddings, mask, bank, seeded)
+    assert seeded.tolist() == [True, False, True]
+    background = (bank[0] @ embeddings[:10].t()).isclose(torch.tensor(1.0)).nonzero()[:, 1]
+    assert sorted(background.tolist()) == sorted(set(background.tolist())) and len(background) == 4, \
+        "background takes four distinct background pixels"
+    assert (bank[2] @ embeddings[10:13].t()).isclose(torch.tensor(1.0)).any(1).all(), "class 2 repeats its three"
+    assert torch.equal(bank[1], untouched), "a class without pixels keeps its prototypes"
+    seeds = bank.clone()
+    mask[13:20] = 1
+    seed_unseen_classes(embeddings.flip(0), mask, bank, seeded)
+    assert torch.equal(bank[[0, 2]], seeds[[0, 2]]) and seeded.all(), "seeded classes are not seeded again"
+
+
 def test_threshold_rule_logits_reproduce_the_linear_classifier():
     organ_logits = torch.tensor([[-1.0, -0.5, -2.0, -0.1], [0.3, 2.0, -1.0, 0.0]]).view(2, 4, 1)
     assert threshold_rule_logits(organ_logits).softmax(1).argmax(1).view(-1).tolist() == [0, 2]
@@ -296,14 +317,12 @@ def test_ltuda_trains_through_the_stage_switch_and_resumes_with_teacher_and_bank
     assert all(v > 0 for v in saved["logging"]["loss_strong_pseudo"])
     trainer, _ = resumed_trainer(nnUNetTrainerLTUDA, checkpoint_file)
     assert trainer.optimizer_steps == 6, "the step counter, hence the stage, is restored"
-    for bank in ("prototypes_labeled", "prototypes_unlabeled"):
+    for bank in ("prototypes_labeled", "prototypes_unlabeled", "seeded_labeled", "seeded_unlabeled"):
         assert torch.equal(trainer.trained_network.state_dict()[bank], saved["network_weights"][bank])
         assert torch.equal(trainer.teacher.network.state_dict()[bank],
                            checkpoint_method_state(saved)["teacher_weights"][bank])
-    fresh = nnUNetTrainerLTUDA.build_network_architecture(trainer.plans_manager, trainer.configuration_manager, 1, 3,
-                                                          False)
-    assert not torch.equal(fresh.prototypes_unlabeled, saved["network_weights"]["prototypes_unlabeled"]), \
-        "the banks moved in stage 2 and are in the exported weights"
+    assert saved["network_weights"]["seeded_labeled"][0] and saved["network_weights"]["seeded_unlabeled"][0], \
+        "stage 2 seeded the background prototypes of both banks, and the exported weights carry them"
 
 
 def test_ltuda_predicts_with_the_stock_predictor_and_each_classifier(trained_ltuda, union, run_command, tmp_path):

@@ -6,7 +6,9 @@ unlabeled pixels) as buffers, so the stock predictor, ``--c`` and the exported w
 * Projection head: 1×1 conv → norm → nonlin → 1×1 conv (the plans' ops), L2-normalised, a LayerNorm over the
   embedding and L2-normalised again: unit embeddings ``e`` (``embedding_dim``).
 * Prototype classifiers: per bank, class scores ``max_m ⟨e, P_{k,m}⟩`` through a learnable LayerNorm over the
-  classes (a learned temperature), logits of a softmax over all classes (background included).
+  classes (a learned temperature), logits of a softmax over all classes (background included). Beside each bank
+  a buffer ``seeded_<bank>`` records which classes' prototypes have been seeded from embeddings
+  (:func:`~nnunet_ext.training.prototypes.seed_unseen_classes`).
 
 In ``train()`` mode :meth:`forward` returns ``(z, e)``, ``e`` the embeddings of the samples from
 ``embedded_from`` on, ``None`` when that is past the batch (LTUDA's stage 1 and its weak view need none, and the
@@ -56,10 +58,15 @@ class PrototypeUNet(nn.Module):
         for bank in BANKS:
             initial = nn.init.trunc_normal_(torch.empty(num_classes, prototypes_per_class, embedding_dim), std=0.02)
             self.register_buffer(f"prototypes_{bank}", F.normalize(initial, dim=-1))
+            self.register_buffer(f"seeded_{bank}", torch.zeros(num_classes, dtype=torch.bool))
         self._features = DecoderFeatureTap(self.decoder)
 
     def bank(self, name: str) -> torch.Tensor:
         return getattr(self, f"prototypes_{name}")
+
+    def seeded(self, name: str) -> torch.Tensor:
+        """``(classes,)`` which classes of bank ``name`` have been seeded from embeddings."""
+        return getattr(self, f"seeded_{name}")
 
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """Unit embeddings ``(B, D, *spatial)`` of the last decoder features."""

@@ -22,7 +22,8 @@ organs from its key:
   **Stage 2** (from ``stage_two_start`` of training; CDA + PDA) adds, per strong view and prototype bank (labeled:
   annotated organs and background, unlabeled: teacher-found organs and background;
   :mod:`nnunet_ext.training.prototypes`), ``CE(O_bank, Ŷ_s) + 0.01·PPC + 0.001·PPD`` and the banks' momentum update
-  (0.999) from the correctly classified pixels. Under DDP, stage 1 adds the prototype heads with weight 0, so
+  (0.999) from the correctly classified pixels, each class's prototypes seeded from its pixels' embeddings when
+  it first appears (the original's random start does not move within our budgets). Under DDP, stage 1 adds the prototype heads with weight 0, so
   that every parameter takes part in each step as DDP requires.
 
 The linear head is trained at full resolution (nnU-Net's deep supervision is off, as the original). The banks
@@ -45,7 +46,7 @@ from nnunet_ext.networks.prototype_unet import BANKS, CLASSIFIERS, PrototypeUNet
 from nnunet_ext.trainers.multi_stream import Batch, nnUNetTrainerMultiStream
 from nnunet_ext.trainers.partial_labels import nnUNetTrainerPartialLabels
 from nnunet_ext.training.cutmix import cutmix, random_keep_masks
-from nnunet_ext.training.prototypes import assign_and_update, contrast_terms
+from nnunet_ext.training.prototypes import assign_and_update, contrast_terms, seed_unseen_classes
 
 
 class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
@@ -117,15 +118,18 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
 
     def prototype_terms(self, embeddings: torch.Tensor, pseudo: torch.Tensor,
                         bank_masks: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """CE of both banks' class logits against the pseudo-label, their PPC and PPD; the banks move."""
+        """CE of both banks' class logits against the pseudo-label, their PPC and PPD; the banks move (classes seen
+        for the first time are seeded from this view's embeddings first)."""
         network = self.trained_network
         flat_embeddings = embeddings.detach().movedim(1, -1).reshape(-1, embeddings.shape[1])
         terms = {"loss_prototype_ce": 0, "loss_ppc": 0, "loss_ppd": 0}
         for bank in BANKS:
+            flat_mask = bank_masks[bank].reshape(-1)
+            seed_unseen_classes(flat_embeddings, flat_mask, network.bank(bank), network.seeded(bank))
             logits, scores = network.prototype_logits(embeddings, bank)
             terms["loss_prototype_ce"] = terms["loss_prototype_ce"] + F.cross_entropy(logits, pseudo[:, 0])
-            targets = assign_and_update(flat_embeddings, logits.detach().argmax(1).reshape(-1),
-                                        bank_masks[bank].reshape(-1), network.bank(bank), self.prototype_momentum)
+            targets = assign_and_update(flat_embeddings, logits.detach().argmax(1).reshape(-1), flat_mask,
+                                        network.bank(bank), self.prototype_momentum)
             ppc, ppd = contrast_terms(scores.movedim(1, -1).reshape(-1, scores.shape[1]), targets)
             terms["loss_ppc"], terms["loss_ppd"] = terms["loss_ppc"] + ppc, terms["loss_ppd"] + ppd
         return terms

@@ -9,6 +9,12 @@ the class's prototypes (Sinkhorn on ``exp(s/ε)``, ε = 0.05, 3 rounds), the ass
 ``P_{k,m} ← γ P_{k,m} + (1 − γ) normalise(Σ e_p)`` over the correctly classified pixels assigned to ``m``. The
 assignment is the argmax of the Sinkhorn matrix (the original samples a Gumbel-softmax, which can disagree with
 its own argmax target; spec §3.10).
+
+A class's prototypes start as the embeddings of ``M`` random pixels of the class, the first time the class has
+pixels in the bank's mask (:func:`seed_unseen_classes`; Forgy's k-means seeds). The original starts them
+truncated-normal (std 0.02), random unit vectors far from every embedding: with momentum 0.999 they move by
+``1 − 0.999^n`` of the way in ``n`` steps, too little within our budgets, and the prototype classifier learned a
+class prior instead (every pixel background; README, Benchmarks).
 """
 from typing import Tuple
 
@@ -36,6 +42,22 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = SINKHORN_EPSILON,
         q = q / q.sum(1, keepdim=True) / num_prototypes
         q = q / q.sum(0, keepdim=True) / num_pixels
     return (q * num_pixels).t()
+
+
+@torch.no_grad()
+def seed_unseen_classes(embeddings: torch.Tensor, bank_mask: torch.Tensor, bank: torch.Tensor,
+                        seeded: torch.Tensor) -> None:
+    """Set the prototypes of each class not yet ``seeded`` that has pixels in ``bank_mask`` to the unit embeddings of
+    ``M`` distinct random pixels of that class (repeated where it has fewer), in place, and mark it seeded."""
+    num_classes, num_prototypes, _ = bank.shape
+    for k in range(num_classes):
+        pixels = (bank_mask == k).nonzero()[:, 0]
+        if bool(seeded[k]) or not len(pixels):
+            continue
+        index = torch.randperm(len(pixels), device=pixels.device)[:num_prototypes]
+        index = index[torch.arange(num_prototypes, device=pixels.device) % len(index)]
+        bank[k] = F.normalize(embeddings[pixels[index]].float(), dim=-1).to(bank.dtype)
+        seeded[k] = True
 
 
 @torch.no_grad()
