@@ -301,6 +301,21 @@ def test_the_linear_head_learns_with_pbce_and_dice_and_the_paper_variant_with_pb
     assert (paper.initial_lr, paper.weight_decay) == (1e-3, 0.0)
 
 
+def test_online_validation_uses_the_prototype_classifier_once_stage_two_has_trained_its_bank(union):
+    _, preprocessed = union
+    plans = json.loads((preprocessed / "nnUNetPlans.json").read_text())
+    dataset_json = json.loads((preprocessed / "dataset.json").read_text())
+    trainer = start_trainer(nnUNetTrainerLTUDA, plans, dataset_json, "3d_tiny", start_loaders=False)
+    network = trainer.trained_network
+    trainer.optimizer_steps = trainer.num_epochs * trainer.num_iterations_per_epoch // 2
+    assert trainer.in_stage_two
+    trainer.on_validation_epoch_start()
+    assert network.classifier == "linear", "the epoch ending at the switch trained no bank: the threshold rule"
+    network.seeded("unlabeled")[0] = True
+    trainer.on_validation_epoch_start()
+    assert network.classifier == "unlabeled"
+
+
 @pytest.fixture(scope="module")
 def trained_ltuda(union, nnunet_folders, run_command):
     folder, _ = union

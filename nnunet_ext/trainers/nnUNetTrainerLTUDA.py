@@ -30,8 +30,8 @@ The linear head is trained at full resolution (nnU-Net's deep supervision is off
 are network buffers and the teacher and the step counter are in the checkpoint, so ``--c`` restores the stage,
 the teacher and the banks, and ``nnUNetv2_predict`` uses the banks; the inference classifier is
 ``inference_classifier`` (``"unlabeled"``, the paper's; ``nnunet_ext predict --classifier`` overrides it). The
-online validation scores the threshold rule of the linear head in stage 1 and the inference classifier in stage
-2, on each case's annotated organs; no model is selected on test data.
+online validation scores the threshold rule of the linear head until stage 2 has trained the banks and the
+inference classifier from then on, on each case's annotated organs; no model is selected on test data.
 """
 from typing import Dict, List
 
@@ -178,10 +178,12 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
         return terms
 
     def on_validation_epoch_start(self) -> None:
-        """Online validation with the threshold rule in stage 1 (the banks are untrained), the inference
-        classifier in stage 2."""
+        """Online validation with the inference classifier once stage 2 has trained its bank (some class seeded),
+        the threshold rule before (the banks are random; the epoch that ends at the stage switch trained none)."""
         super().on_validation_epoch_start()
-        self.trained_network.classifier = self.inference_classifier if self.in_stage_two else "linear"
+        network = self.trained_network
+        banks_trained = self.inference_classifier == "linear" or bool(network.seeded(self.inference_classifier).any())
+        network.classifier = self.inference_classifier if banks_trained else "linear"
 
     def on_validation_epoch_end(self, val_outputs: List[dict]) -> None:
         self.trained_network.classifier = self.inference_classifier
