@@ -23,8 +23,8 @@ organs from its key:
   annotated organs and background, unlabeled: teacher-found organs and background;
   :mod:`nnunet_ext.training.prototypes`), ``CE(O_bank, Ŷ_s) + 0.01·PPC + 0.001·PPD`` and the banks' momentum update
   (0.999) from the correctly classified pixels, each class's prototypes seeded from its pixels' embeddings when
-  it first appears (the original's random start does not move within our budgets). Under DDP, stage 1 adds the prototype heads with weight 0, so
-  that every parameter takes part in each step as DDP requires.
+  it first appears (the original's random start does not move within our budgets). Under DDP, stage 1 adds the
+  prototype heads with weight 0, so that every parameter takes part in each step as DDP requires.
 
 The linear head is trained at full resolution (nnU-Net's deep supervision is off, as the original). The banks
 are network buffers and the teacher and the step counter are in the checkpoint, so ``--c`` restores the stage,

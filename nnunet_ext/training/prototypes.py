@@ -49,10 +49,10 @@ def seed_unseen_classes(embeddings: torch.Tensor, bank_mask: torch.Tensor, bank:
                         seeded: torch.Tensor) -> None:
     """Set the prototypes of each class not yet ``seeded`` that has pixels in ``bank_mask`` to the unit embeddings of
     ``M`` distinct random pixels of that class (repeated where it has fewer), in place, and mark it seeded."""
-    num_classes, num_prototypes, _ = bank.shape
-    for k in range(num_classes):
+    num_prototypes = bank.shape[1]
+    for k in (~seeded).nonzero()[:, 0].tolist():
         pixels = (bank_mask == k).nonzero()[:, 0]
-        if bool(seeded[k]) or not len(pixels):
+        if not len(pixels):
             continue
         index = torch.randperm(len(pixels), device=pixels.device)[:num_prototypes]
         index = index[torch.arange(num_prototypes, device=pixels.device) % len(index)]
