@@ -4,6 +4,7 @@ Every step runs as the command a user would type, in its own process. Short or b
 trainer variants written as a small module into a folder that ``nnUNet_extTrainer`` lists, which is how a
 user adds schedule variants of their own.
 """
+import argparse
 import json
 import math
 import os
@@ -87,6 +88,18 @@ class BudgetedRun(NamedTuple):
     iterations_per_epoch: int
     variants: List[str]
     env: Dict[str, str]
+
+
+def add_budget_arguments(parser: argparse.ArgumentParser, work_dir: str, iterations: int,
+                         iterations_per_epoch: int = 50) -> None:
+    """The options every :func:`budgeted_run` experiment takes: ``--work-dir``, the budget (``--iterations``,
+    ``--iterations-per-epoch``), checkpointing and continuing (``--save-every``, ``--c``) and ``-device``."""
+    parser.add_argument("--work-dir", default=work_dir)
+    parser.add_argument("--iterations", type=int, default=iterations, help="training budget in iterations")
+    parser.add_argument("--iterations-per-epoch", type=int, default=iterations_per_epoch)
+    parser.add_argument("--save-every", type=int, default=1, help="checkpoint_latest every this many epochs")
+    parser.add_argument("--c", action="store_true", help="continue unfinished trainings (nnUNetv2_train --c)")
+    parser.add_argument("-device", default="cuda", choices=("cpu", "cuda"))
 
 
 def budgeted_run(work: str, trainers: Sequence[str], iterations: int, iterations_per_epoch: int,

@@ -16,8 +16,8 @@ import os
 from typing import Dict
 
 from nnunet_ext.evaluation.paired import mean_and_standard_error, per_case_dice
-from nnunet_ext.pipeline import (STOCK_TRAINER, budgeted_run, console_script, nnunet_ext_command,
-                                 plans_with_batch_size, run_step)
+from nnunet_ext.pipeline import (STOCK_TRAINER, add_budget_arguments, budgeted_run, console_script,
+                                 nnunet_ext_command, plans_with_batch_size, run_step)
 
 CMC = "nnUNetTrainerCMC"
 SEQUENCES = ("C0", "LGE")
@@ -28,9 +28,7 @@ def parse_args() -> argparse.Namespace:
     """The experiment's options; ``--iterations`` is the budget knob."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--myops-dir", required=True, help="MyoPS folder (CaseN_{C0,LGE,T2,gd}.nii.gz)")
-    parser.add_argument("--work-dir", default="myops_cmc_run")
-    parser.add_argument("--iterations", type=int, default=1000, help="training budget in iterations")
-    parser.add_argument("--iterations-per-epoch", type=int, default=50)
+    add_budget_arguments(parser, "myops_cmc_run", iterations=1000)
     parser.add_argument("--num-labeled", type=int, default=2, help="labeled training patients per sequence")
     parser.add_argument("--test-fraction", type=float, default=0.4, help="held-out patients (split between sequences)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patient split")
@@ -39,9 +37,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--patch-size", type=int, nargs=2, default=None,
                         help="override the plans' 2d patch size in both plans (e.g. 256 256 on a CPU: a crop around "
                              "the heart at the same spacing); default: the plans'")
-    parser.add_argument("--save-every", type=int, default=1, help="checkpoint_latest every this many epochs")
-    parser.add_argument("--c", action="store_true", help="continue unfinished trainings (nnUNetv2_train --c)")
-    parser.add_argument("-device", default="cuda", choices=("cpu", "cuda"))
     parser.add_argument("--disable-tta", action="store_true", help="predict without mirroring (faster on a CPU)")
     parser.add_argument("-d", "--dataset-id", type=int, default=703, help="id of the C0 dataset; LGE gets the next")
     return parser.parse_args()

@@ -22,8 +22,8 @@ from typing import Dict, List, Tuple
 from nnunet_ext.dataset_conversion.acdc import LABELS
 from nnunet_ext.dataset_conversion.raw_dataset_writer import RawDatasetWriter
 from nnunet_ext.evaluation.paired import mean_and_standard_error, per_case_dice
-from nnunet_ext.pipeline import (STOCK_TRAINER, budgeted_run, console_script, nnunet_ext_command,
-                                 plans_with_batch_size, run_step)
+from nnunet_ext.pipeline import (STOCK_TRAINER, add_budget_arguments, budgeted_run, console_script,
+                                 nnunet_ext_command, plans_with_batch_size, run_step)
 
 STRUCTURES = [name for name in LABELS if name != "background"]
 UNION_TRAINERS = ["nnUNetTrainerLTUDA", "nnUNetTrainerMarginal", STOCK_TRAINER]
@@ -42,16 +42,11 @@ def parse_args() -> argparse.Namespace:
     """The experiment's options; ``--iterations`` is the budget knob."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--acdc-dir", required=True, help="ACDC h5 folder (patientNNN_frameFF.h5, any depth)")
-    parser.add_argument("--work-dir", default="partial_acdc_run")
-    parser.add_argument("--iterations", type=int, default=1000, help="training budget in iterations")
-    parser.add_argument("--iterations-per-epoch", type=int, default=50)
+    add_budget_arguments(parser, "partial_acdc_run", iterations=1000)
     parser.add_argument("--test-fraction", type=float, default=0.4, help="held-out, fully labeled patients")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patient split")
     parser.add_argument("--plans-batch-size", type=int, default=0, help="override the plans' 2d batch size")
     parser.add_argument("--patch-size", type=int, nargs=2, default=None, help="override the plans' 2d patch size")
-    parser.add_argument("--save-every", type=int, default=1, help="checkpoint_latest every this many epochs")
-    parser.add_argument("--c", action="store_true", help="continue unfinished trainings (nnUNetv2_train --c)")
-    parser.add_argument("-device", default="cuda", choices=("cpu", "cuda"))
     parser.add_argument("--disable-tta", action="store_true", help="predict without mirroring (faster on a CPU)")
     parser.add_argument("-d", "--dataset-id", type=int, default=960,
                         help="the fully labeled dataset; the groups take the next ids, the union the one after")

@@ -17,7 +17,8 @@ from typing import Dict, List
 
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_single_structure_datasets
 from nnunet_ext.evaluation.paired import mean_and_standard_error, per_case_dice
-from nnunet_ext.pipeline import STOCK_TRAINER, budgeted_run, console_script, nnunet_ext_command, run_step
+from nnunet_ext.pipeline import (STOCK_TRAINER, add_budget_arguments, budgeted_run, console_script,
+                                 nnunet_ext_command, run_step)
 
 STRUCTURES = ["liver", "spleen", "kidney"]
 TRAINERS = ["nnUNetTrainerLTUDA", "nnUNetTrainerLTUDA_paper", "nnUNetTrainerMarginal", STOCK_TRAINER]
@@ -35,15 +36,10 @@ RUNS = {  # run name → (trainer, nnunet_ext predict extra arguments or None fo
 def parse_args() -> argparse.Namespace:
     """The experiment's options; ``--iterations`` is the budget knob."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--work-dir", default="partial_synthetic_run")
-    parser.add_argument("--iterations", type=int, default=600, help="training budget in iterations")
-    parser.add_argument("--iterations-per-epoch", type=int, default=50)
+    add_budget_arguments(parser, "partial_synthetic_run", iterations=600)
     parser.add_argument("--num-training", type=int, default=6, help="training cases per source dataset")
     parser.add_argument("--num-test", type=int, default=2, help="held-out cases per source dataset")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic images")
-    parser.add_argument("--save-every", type=int, default=1, help="checkpoint_latest every this many epochs")
-    parser.add_argument("--c", action="store_true", help="continue unfinished trainings (nnUNetv2_train --c)")
-    parser.add_argument("-device", default="cuda", choices=("cpu", "cuda"))
     parser.add_argument("-d", "--dataset-id", type=int, default=871,
                         help="the first source dataset; the other sources take the next ids, the union the one after")
     return parser.parse_args()
