@@ -253,20 +253,45 @@ def test_threshold_rule_logits_reproduce_the_linear_classifier():
 
 
 def test_the_prototype_network_embeds_only_the_samples_asked_for():
-    """Stage 1 asks for no embeddings and stage 2 for the strong views only; those asked for are the ones a full
-    pass gives (instance norm: each sample on its own)."""
+    """Stage 1 asks for no embeddings and stage 2 for the strong views only; those asked for, and the logits of a
+    batch split into passes, are the ones a full pass gives (instance norm: each sample on its own)."""
     from dynamic_network_architectures.architectures.unet import PlainConvUNet
     torch.manual_seed(0)
     unet = PlainConvUNet(1, 3, (4, 8, 16), torch.nn.Conv2d, 3, (1, 2, 2), 2, 2, (1, 1), True,
                          torch.nn.InstanceNorm2d, {"affine": True}, nonlin=torch.nn.LeakyReLU)
     network = PrototypeUNet(unet, 3, prototypes_per_class=2, embedding_dim=8).train()
     x = torch.randn(6, 1, 16, 16)
-    logits, embeddings = network(x)
-    assert embeddings.shape == (6, 8, 16, 16)
+    logits, (embeddings,) = network(x)
+    assert embeddings.shape == (6, 16, 16, 8), "pixel rows: channels last"
     strong_logits, strong = network(x, embedded_from=2)
-    torch.testing.assert_close(strong, embeddings[2:])
+    torch.testing.assert_close(strong[0], embeddings[2:])
     torch.testing.assert_close(strong_logits, logits)
     assert network(x, embedded_from=6)[1] is None
+    view_logits, views = network(x, embedded_from=2, passes=3)
+    torch.testing.assert_close(view_logits, logits)
+    assert len(views) == 2, "the first pass has no sample to embed"
+    torch.testing.assert_close(torch.cat(views), embeddings[2:])
+    with pytest.raises(ValueError, match="4 equal passes"):
+        network(x, passes=4)
+
+
+def test_the_prototype_classifier_scores_each_class_by_its_nearest_prototype():
+    """In ``eval()`` the network returns ``LayerNorm_classes(max_m ⟨e, P_{k,m}⟩)`` per pixel, classes first as
+    nnU-Net's predictor expects, with ``e`` the unit embedding of the pixel (spec §3.3)."""
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+    torch.manual_seed(0)
+    unet = PlainConvUNet(1, 2, (4, 8), torch.nn.Conv2d, 3, (1, 2), 2, 2, (1,), True,
+                         torch.nn.InstanceNorm2d, {"affine": True}, nonlin=torch.nn.LeakyReLU)
+    network = PrototypeUNet(unet, 3, prototypes_per_class=2, embedding_dim=8, classifier="labeled")
+    torch.nn.init.normal_(network.class_norms["labeled"].weight)
+    x = torch.randn(2, 1, 8, 8)
+    embeddings = network.train()(x)[1][0]
+    assert torch.allclose(embeddings.norm(dim=-1), torch.ones(2, 8, 8))
+    bank = network.bank("labeled")
+    nearest = torch.stack([(embeddings @ bank[k].t()).amax(-1) for k in range(3)], -1)
+    expected = F.layer_norm(nearest, (3,), network.class_norms["labeled"].weight, network.class_norms["labeled"].bias)
+    with torch.no_grad():
+        torch.testing.assert_close(network.eval()(x), expected.movedim(-1, 1))
 
 
 def test_the_masked_pseudo_label_takes_the_truth_for_annotated_organs_and_the_teacher_for_the_rest(union):

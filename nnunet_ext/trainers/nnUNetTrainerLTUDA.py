@@ -10,8 +10,8 @@ organs from its key:
   background);
 * two **strong views** ``x_s1``, ``x_s2``: cross-set CutMix of the batch with itself rolled by one
   (:mod:`nnunet_ext.training.cutmix`), the same boxes applied to the partial targets and pseudo-labels;
-* one student pass over ``(x_w, x_s1, x_s2)`` (the projection head embeds only the strong views, and only in
-  stage 2, where the prototype terms use them). **Stage 1** (CDA):
+* one student forward over ``(x_w, x_s1, x_s2)``, a view at a time (the projection head embeds only the strong
+  views, and only in stage 2, where the prototype terms use them). **Stage 1** (CDA):
 
       L = pBCE(z_w, Y_w) + Σ_s [pBCE(z_s, onehot(Ŷ_s)) + pBCE(z_s, Y_s)]
 
@@ -118,19 +118,20 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
 
     def prototype_terms(self, embeddings: torch.Tensor, pseudo: torch.Tensor,
                         bank_masks: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-        """CE of both banks' class logits against the pseudo-label, their PPC and PPD; the banks move (classes seen
-        for the first time are seeded from this view's embeddings first)."""
+        """CE of both banks' class logits against the pseudo-label, their PPC and PPD, for one view's embeddings
+        ``(B, *spatial, D)``; the banks move (classes seen for the first time are seeded from them first)."""
         network = self.trained_network
-        flat_embeddings = embeddings.detach().movedim(1, -1).reshape(-1, embeddings.shape[1])
+        flat_embeddings = embeddings.detach().flatten(0, -2)
         terms = {"loss_prototype_ce": 0, "loss_ppc": 0, "loss_ppd": 0}
         for bank in BANKS:
             flat_mask = bank_masks[bank].reshape(-1)
             seed_unseen_classes(flat_embeddings, flat_mask, network.bank(bank), network.seeded(bank))
             logits, scores = network.prototype_logits(embeddings, bank)
-            terms["loss_prototype_ce"] = terms["loss_prototype_ce"] + F.cross_entropy(logits, pseudo[:, 0])
-            targets = assign_and_update(flat_embeddings, logits.detach().argmax(1).reshape(-1), flat_mask,
+            flat_logits = logits.flatten(0, -2)
+            terms["loss_prototype_ce"] = terms["loss_prototype_ce"] + F.cross_entropy(flat_logits, pseudo.reshape(-1))
+            targets = assign_and_update(flat_embeddings, flat_logits.detach().argmax(1), flat_mask,
                                         network.bank(bank), self.prototype_momentum)
-            ppc, ppd = contrast_terms(scores.movedim(1, -1).reshape(-1, scores.shape[1]), targets)
+            ppc, ppd = contrast_terms(scores.flatten(0, -2), targets)
             terms["loss_ppc"], terms["loss_ppd"] = terms["loss_ppc"] + ppc, terms["loss_ppd"] + ppd
         return terms
 
@@ -145,9 +146,9 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
         stage_two = self.in_stage_two
         views = torch.cat([x] + [cutmix(x, keep) for keep in keeps])
         organ_logits, embeddings = self.network(views, embedded_from=x.shape[0] if stage_two or self.is_ddp
-                                                else len(views))
+                                                else len(views), passes=3)
         z_weak, *z_strong = organ_logits.chunk(3)
-        e_strong = embeddings.chunk(2) if embeddings is not None else (None, None)
+        e_strong = embeddings or (None, None)
         terms: Dict[str, torch.Tensor] = {"loss_weak": self.linear_head_loss(z_weak, partial["targets"],
                                                                              partial["valid"]),
                                           "loss_strong_pseudo": 0, "loss_strong_partial": 0}
