@@ -88,18 +88,20 @@ class PrototypeUNet(nn.Module):
         class_scores = scores.unflatten(-1, prototypes.shape[:2]).amax(-1)
         return self.class_norms[bank](class_scores), scores
 
+    def logits_and_features(self, x: torch.Tensor) -> Tuple[Logits, torch.Tensor]:
+        """The U-Net's organ logits and its last decoder features (taken off the tap, so none are left over)."""
+        logits = self.decoder(self.encoder(x))
+        return logits, self._features.pop()
+
     def organ_logits(self, x: torch.Tensor) -> Logits:
         """The linear classifier's organ logits alone (the teacher's pseudo-labels)."""
-        logits = self.decoder(self.encoder(x))
-        self._features.pop()
-        return logits
+        return self.logits_and_features(x)[0]
 
     def forward(self, x: torch.Tensor, embedded_from: int = 0,
                 passes: int = 1) -> Union[Tuple[Logits, Optional[Tuple[torch.Tensor, ...]]], Logits]:
         if self.training:
             return self.training_forward(x, embedded_from, passes)
-        organ_logits = self.decoder(self.encoder(x))
-        features = self._features.pop()
+        organ_logits, features = self.logits_and_features(x)
         if isinstance(organ_logits, (list, tuple)):
             return [threshold_rule_logits(scale) for scale in organ_logits]
         if self.classifier == "linear":
@@ -115,8 +117,8 @@ class PrototypeUNet(nn.Module):
         size = len(x) // passes
         organ_logits, embeddings = [], []
         for start in range(0, len(x), size):
-            organ_logits.append(self.decoder(self.encoder(x[start:start + size])))
-            features = self._features.pop()
+            logits, features = self.logits_and_features(x[start:start + size])
+            organ_logits.append(logits)
             if start + size > embedded_from:
                 embeddings.append(self.embed(features[max(0, embedded_from - start):]))
         if isinstance(organ_logits[0], (list, tuple)):
