@@ -19,7 +19,7 @@ from conftest import add_tiny_configuration, resumed_trainer, start_trainer, wit
 from nnunet_ext.cli import main as nnunet_ext
 from nnunet_ext.dataset_conversion.partial_union import make_partial_union
 from nnunet_ext.dataset_conversion.synthetic import write_synthetic_single_structure_datasets
-from nnunet_ext.losses.partial_labels import marginal_logits, partial_bce, partial_soft_dice
+from nnunet_ext.losses.partial_labels import marginal_logits, partial_bce, partial_soft_dice, partial_targets
 from nnunet_ext.networks.prototype_unet import PrototypeUNet, threshold_rule_logits
 from nnunet_ext.trainers import nnUNetTrainerLTUDA, nnUNetTrainerLTUDA_paper, nnUNetTrainerMarginal
 from nnunet_ext.training.cutmix import cutmix, random_keep_masks
@@ -306,7 +306,7 @@ def test_the_masked_pseudo_label_takes_the_truth_for_annotated_organs_and_the_te
     target = torch.tensor([0, 1, 0, 0]).view(1, 1, 1, 1, 4)
     pseudo = trainer.masked_pseudo_label(teacher, target, annotated)
     assert pseudo.view(-1).tolist() == [0, 1, 2, 0], "liver from the truth only, spleen from the teacher"
-    partial = trainer.partial_targets(target, annotated)
+    partial = partial_targets(target, annotated)
     assert partial["valid"][0, :, 0, 0, 0].tolist() == [True, False], "the unannotated organ is unknown, " \
                                                                         "never a background target"
 

@@ -10,7 +10,7 @@ never taught as background, as it is to stock nnU-Net), its soft Dice scores the
 unannotated class has neither prediction nor target in that case), and ``argmax z'`` is the prediction over
 what the case can say.
 """
-from typing import List, Union
+from typing import Dict, List, Union
 
 import torch
 
@@ -28,6 +28,16 @@ def marginal_logits(logits: Logits, annotated: torch.Tensor) -> Logits:
     background = torch.logsumexp(logits.masked_fill(~into_background, float("-inf")), dim=1, keepdim=True)
     low = torch.finfo(logits.dtype).min / 4
     return torch.cat((background, logits[:, 1:].masked_fill(~mask[:, 1:], low)), 1)
+
+
+def partial_targets(target: torch.Tensor, annotated: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """The inputs of :func:`partial_bce` and :func:`partial_soft_dice` for a ``(B, 1, *spatial)`` label map and
+    the ``(B, classes)`` annotation mask: one-hot organ targets ``(B, classes − 1, *spatial)`` (``"targets"``) and
+    where they are known (``"valid"``: the organs each case annotates; the others are unknown, not background)."""
+    spatial = [1] * (target.ndim - 2)
+    organs = torch.arange(1, annotated.shape[1], device=target.device).view(1, -1, *spatial)
+    valid = annotated[:, 1:].view(*annotated.shape[:1], -1, *spatial).expand(-1, -1, *target.shape[2:])
+    return {"targets": (target == organs).float(), "valid": valid}
 
 
 def partial_bce(logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

@@ -41,7 +41,7 @@ from torch.nn import functional as F
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 
-from nnunet_ext.losses.partial_labels import partial_bce, partial_soft_dice
+from nnunet_ext.losses.partial_labels import partial_bce, partial_soft_dice, partial_targets
 from nnunet_ext.networks.prototype_unet import BANKS, CLASSIFIERS, PrototypeUNet
 from nnunet_ext.trainers.multi_stream import Batch, nnUNetTrainerMultiStream
 from nnunet_ext.trainers.partial_labels import nnUNetTrainerPartialLabels
@@ -104,13 +104,6 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
         pseudo = torch.where(predicted_annotated, torch.zeros_like(predicted), predicted)
         return torch.where(target > 0, target.long(), pseudo)
 
-    def partial_targets(self, target: torch.Tensor, annotated: torch.Tensor) -> Dict[str, torch.Tensor]:
-        """One-hot organ targets ``(B, K, *spatial)`` and where they are known (the organs each case annotates)."""
-        spatial = [1] * (target.ndim - 2)
-        organs = torch.arange(1, annotated.shape[1], device=target.device).view(1, -1, *spatial)
-        valid = annotated[:, 1:].view(*annotated.shape[:1], -1, *spatial).expand(-1, -1, *target.shape[2:])
-        return {"targets": (target == organs).float(), "valid": valid}
-
     def linear_head_loss(self, logits: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """pBCE + ``dice_weight`` · partial soft Dice of the organ logits on the known entries."""
         loss = partial_bce(logits, targets, valid)
@@ -139,7 +132,7 @@ class nnUNetTrainerLTUDA(nnUNetTrainerPartialLabels, nnUNetTrainerMultiStream):
         batch = batches["labeled"]
         x, target = self.to_device(batch["data"]), self.to_device(batch["target"])
         annotated = self.annotation_mask(batch["keys"])
-        partial = self.partial_targets(target, annotated)
+        partial = partial_targets(target, annotated)
         with torch.no_grad():
             pseudo = self.masked_pseudo_label(self.teacher.network.organ_logits(x), target, annotated)
         keeps = [random_keep_masks(x.shape[0], x.shape[2:], x.device) for _ in range(2)]
